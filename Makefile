@@ -1,0 +1,39 @@
+# The two commands a new machine needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+DEMO_NOW := 2026-11-24T16:30:00Z
+DEMO_DIR := demo
+
+.PHONY: run test lint bench venv clean demo
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## run: sync the sample Maildir into a fresh database as of a fixed moment and show the ledger
+run: $(STAMP)
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	$(BIN)/maildaemon --config examples/demo.toml --now $(DEMO_NOW) sync
+	$(BIN)/maildaemon --config examples/demo.toml --now $(DEMO_NOW) tasks
+	@cat examples/tour.txt
+
+## test: the whole suite (creates the virtualenv first)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check maildaemon tests benchmarks
+	$(BIN)/ruff format --check maildaemon tests benchmarks
+	$(BIN)/mypy maildaemon
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_import.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info

@@ -1,0 +1,3 @@
+from maildaemon.cli import main
+
+main()
