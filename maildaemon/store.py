@@ -1,0 +1,476 @@
+"""The store: the only module that writes SQL.
+
+SQLite through sqlite-utils, schema from the numbered files in ``migrations/`` (shipped in
+the package as ``maildaemon.migrations``), WAL, a 30 s busy timeout, ``synchronous=NORMAL``.
+Write transactions begin IMMEDIATE so the daemon and the CLI never meet "database is locked".
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from maildaemon.errors import OperationError
+from maildaemon.model import Address, Attachment, Message, Stored
+
+BUSY_TIMEOUT_S = 30.0
+
+
+def iso(dt: datetime | None) -> str | None:
+    """Aware datetime -> ``2026-11-24T09:12:00Z``."""
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _addrs(value: Sequence[Address]) -> str:
+    return json.dumps([[a.name, a.email] for a in value], ensure_ascii=False)
+
+
+def _load_addrs(value: str) -> tuple[Address, ...]:
+    return tuple(Address(n, e) for n, e in json.loads(value))
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(name, sql) of every migration, in order."""
+    folder = resources.files("maildaemon.migrations")
+    files = sorted(
+        (f.name, f.read_text(encoding="utf-8")) for f in folder.iterdir() if f.name.endswith(".sql")
+    )
+    if not files:
+        raise OperationError("no migrations found in the installed package")
+    return files
+
+
+def _migrations() -> Migrations:
+    migrations = Migrations("maildaemon")
+    for name, sql in migration_files():
+
+        def step(db: sqlite_utils.Database, sql: str = sql) -> None:
+            db.executescript(sql)
+
+        migrations(name=name.removesuffix(".sql"))(step)
+    return migrations
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """A stored message's derived columns, to write only what changed."""
+
+    task_id: int | None
+    joined_by: str | None
+    kind: str | None
+    effective_at: str | None
+
+
+# The message columns the rules read: everything but the text.
+_META_COLUMNS = (
+    "id, message_id, synthetic_id, in_reply_to, refs, from_name, from_addr, to_addrs, "
+    "cc_addrs, reply_to, date, date_is_fallback, seen_at, subject, base_subject, "
+    "normalized_subject, is_forward, thread_index, auto_submitted, precedence, x_autoreply, "
+    "list_id, attachments, defects, size, shared, task_id, joined_by, kind, effective_at"
+)
+
+
+class Store:
+    """One open database."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            if str(path) != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
+            self.db = sqlite_utils.Database(self.conn)
+            self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            _migrations().apply(self.db)
+        except sqlite3.DatabaseError as e:
+            raise OperationError(f"database {path}: {e}") from e
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def write(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: all of it commits, or none of it."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[sqlite3.Row]:
+        cur = self.conn.cursor()
+        cur.row_factory = sqlite3.Row
+        return cur.execute(sql, params).fetchall()
+
+    # -- ingest ---------------------------------------------------------------------------
+
+    def known_keys(self, inbox: str, source: str) -> set[str]:
+        """Keys of a source already stored or quarantined: what a sync can skip."""
+        rows = self.conn.execute(
+            "SELECT key FROM locations WHERE inbox = ? AND source = ? "
+            "UNION ALL SELECT key FROM quarantine WHERE inbox = ? AND source = ?",
+            (inbox, source, inbox, source),
+        )
+        return {r[0] for r in rows}
+
+    def source_state(self, inbox: str, source: str) -> dict[str, Any] | None:
+        rows = self.query("SELECT * FROM sources WHERE inbox = ? AND source = ?", (inbox, source))
+        return dict(rows[0]) if rows else None
+
+    def add_batch(
+        self,
+        inbox: str,
+        source: str,
+        *,
+        shared: bool,
+        items: Sequence[tuple[str, Message]],
+        quarantined: Sequence[tuple[str, str, int]],
+        seen_at: datetime,
+        progress: dict[str, Any] | None = None,
+    ) -> int:
+        """Store one batch and the source's progress in one transaction; returns new messages.
+
+        A Message-ID already stored (another inbox, a duplicate delivery) adds only a location.
+        """
+        seen = iso(seen_at)
+        new = 0
+        with self.write() as c:
+            for key, m in items:
+                row = c.execute("SELECT id FROM messages WHERE message_id = ?", (m.message_id,))
+                found = row.fetchone()
+                if found is None:
+                    cur = c.execute(_INSERT_MESSAGE, _message_values(m, seen, shared))
+                    rowid = cur.lastrowid
+                    new += 1
+                else:
+                    rowid = found[0]
+                    if shared:
+                        c.execute("UPDATE messages SET shared = 1 WHERE id = ?", (rowid,))
+                c.execute(
+                    "INSERT OR IGNORE INTO locations (message, inbox, source, key, seen_at) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (rowid, inbox, source, key, seen),
+                )
+            for key, reason, size in quarantined:
+                c.execute(
+                    "INSERT OR IGNORE INTO quarantine (inbox, source, key, reason, size, seen_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (inbox, source, key, reason, size, seen),
+                )
+            fields = dict(progress or {})
+            fields["messages"] = len(items)
+            self._upsert_source(c, inbox, source, fields, add_messages=True)
+        return new
+
+    def record_sync(
+        self, inbox: str, source: str, *, at: datetime, error: str | None = None
+    ) -> None:
+        """A finished pass over a source: success time, or the error and when."""
+        fields: dict[str, Any] = (
+            {"last_sync_at": iso(at), "last_error": None}
+            if error is None
+            else {"last_error": error, "last_error_at": iso(at)}
+        )
+        with self.write() as c:
+            self._upsert_source(c, inbox, source, fields)
+
+    @staticmethod
+    def _upsert_source(
+        c: sqlite3.Connection,
+        inbox: str,
+        source: str,
+        fields: dict[str, Any],
+        add_messages: bool = False,
+    ) -> None:
+        c.execute("INSERT OR IGNORE INTO sources (inbox, source) VALUES (?, ?)", (inbox, source))
+        if add_messages:
+            c.execute(
+                "UPDATE sources SET messages = messages + ? WHERE inbox = ? AND source = ?",
+                (fields.pop("messages"), inbox, source),
+            )
+        if fields:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            c.execute(
+                f"UPDATE sources SET {sets} WHERE inbox = ? AND source = ?",
+                (*fields.values(), inbox, source),
+            )
+
+    # -- threading and derived state ------------------------------------------------------
+
+    def load_stored(self) -> tuple[list[Stored], dict[str, Row]]:
+        """Every message as the rules see it (no text), and its current derived columns."""
+        inboxes: dict[int, list[str]] = {}
+        for mid, inbox in self.conn.execute("SELECT message, inbox FROM locations"):
+            lst = inboxes.setdefault(mid, [])
+            if inbox not in lst:
+                lst.append(inbox)
+        stored: list[Stored] = []
+        rows: dict[str, Row] = {}
+        for r in self.query(f"SELECT {_META_COLUMNS} FROM messages"):
+            m = _row_message(r)
+            stored.append(
+                Stored(
+                    message=m,
+                    seen_at=parse_iso(r["seen_at"]),  # type: ignore[arg-type]
+                    inboxes=tuple(sorted(inboxes.get(r["id"], ()))),
+                    shared=bool(r["shared"]),
+                    prior_task=r["task_id"],
+                )
+            )
+            rows[m.message_id] = Row(r["task_id"], r["joined_by"], r["kind"], r["effective_at"])
+        return stored, rows
+
+    def load_thread(self, task_id: int) -> list[tuple[Stored, str]]:
+        """A task's messages (with text) and why each joined, in stored order."""
+        inboxes: dict[int, list[str]] = {}
+        for mid, inbox in self.conn.execute(
+            "SELECT l.message, l.inbox FROM locations l JOIN messages m ON m.id = l.message "
+            "WHERE m.task_id = ? ORDER BY l.inbox",
+            (task_id,),
+        ):
+            inboxes.setdefault(mid, []).append(inbox)
+        out = []
+        for r in self.query(
+            f"SELECT {_META_COLUMNS}, text, reply_text FROM messages WHERE task_id = ? "
+            "ORDER BY effective_at, seen_at, message_id",
+            (task_id,),
+        ):
+            s = Stored(
+                message=_row_message(r, with_text=True),
+                seen_at=parse_iso(r["seen_at"]),  # type: ignore[arg-type]
+                inboxes=tuple(dict.fromkeys(inboxes.get(r["id"], ()))),
+                shared=bool(r["shared"]),
+                prior_task=r["task_id"],
+            )
+            out.append((s, r["joined_by"] or "root"))
+        return out
+
+    def task_roots(self) -> dict[int, tuple[str, str]]:
+        """Each task's (opened_at, root Message-ID): what keeps task ids stable."""
+        return {
+            r[0]: (r[1], r[2])
+            for r in self.conn.execute("SELECT id, opened_at, root_message_id FROM tasks")
+        }
+
+    def aliases(self) -> dict[int, int]:
+        return dict(self.conn.execute("SELECT old_id, task_id FROM task_aliases").fetchall())
+
+    def task_row_values(self) -> dict[int, tuple[Any, ...]]:
+        return {
+            r[0]: tuple(r[1:])
+            for r in self.conn.execute(f"SELECT id, {', '.join(TASK_COLUMNS)} FROM tasks")
+        }
+
+    def write_derived(self, plan: DerivedWrites) -> None:
+        """Apply one re-derivation in one transaction (only what changed is in ``plan``)."""
+        with self.write() as c:
+            ids: dict[int, int] = {}
+            for placeholder, values in plan.new_tasks:
+                cols = ", ".join(TASK_COLUMNS)
+                marks = ", ".join("?" for _ in TASK_COLUMNS)
+                cur = c.execute(f"INSERT INTO tasks ({cols}) VALUES ({marks})", values)
+                assert cur.lastrowid is not None
+                ids[placeholder] = cur.lastrowid
+            sets = ", ".join(f"{col} = ?" for col in TASK_COLUMNS)
+            c.executemany(
+                f"UPDATE tasks SET {sets} WHERE id = ?",
+                [(*values, task_id) for task_id, values in plan.changed_tasks],
+            )
+            c.executemany(
+                "UPDATE messages SET task_id = ?, joined_by = ?, kind = ?, effective_at = ? "
+                "WHERE message_id = ?",
+                [
+                    (ids.get(t, t) if t is not None and t < 0 else t, j, k, e, mid)
+                    for mid, (t, j, k, e) in plan.message_rows
+                ],
+            )
+            for old, new, at in plan.aliases:
+                new_id = ids.get(new, new)
+                c.execute(
+                    "INSERT OR REPLACE INTO task_aliases (old_id, task_id, at) VALUES (?, ?, ?)",
+                    (old, new_id, at),
+                )
+                c.execute("UPDATE task_aliases SET task_id = ? WHERE task_id = ?", (new_id, old))
+                c.execute("UPDATE events SET task_id = ? WHERE task_id = ?", (new_id, old))
+                c.execute("DELETE FROM tasks WHERE id = ?", (old,))
+            for task, at, kind, rule, message_id, detail in plan.events:
+                c.execute(
+                    "INSERT INTO events (task_id, at, kind, rule, message_id, detail) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (ids.get(task, task), at, kind, rule, message_id, detail),
+                )
+
+    # -- reading --------------------------------------------------------------------------
+
+    def resolve_task(self, token: str) -> int | None:
+        """A task id, a merged-away id, or any Message-ID in the thread -> the task id."""
+        token = token.strip()
+        if token.lstrip("#").isdigit():
+            n = int(token.lstrip("#"))
+            if self.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (n,)).fetchone():
+                return n
+            row = self.conn.execute("SELECT task_id FROM task_aliases WHERE old_id = ?", (n,))
+            found = row.fetchone()
+            return int(found[0]) if found else None
+        mid = token if token.startswith("<") else f"<{token}>"
+        row = self.conn.execute("SELECT task_id FROM messages WHERE message_id = ?", (mid,))
+        found = row.fetchone()
+        return int(found[0]) if found and found[0] is not None else None
+
+    def events_for(self, task_id: int) -> list[dict[str, Any]]:
+        return [
+            dict(r)
+            for r in self.query(
+                "SELECT * FROM events WHERE task_id = ? ORDER BY at, id", (task_id,)
+            )
+        ]
+
+    def size_bytes(self) -> int:
+        total = 0
+        for suffix in ("", "-wal"):
+            p = Path(f"{self.path}{suffix}")
+            if p.exists():
+                total += p.stat().st_size
+        return total
+
+
+TASK_COLUMNS = (
+    "is_task",
+    "root_message_id",
+    "subject",
+    "client",
+    "owner",
+    "stage",
+    "status",
+    "opened_at",
+    "last_activity_at",
+    "due_at",
+    "orphaned",
+    "message_count",
+    "inboxes",
+    "last_from",
+    "config_fingerprint",
+)
+
+
+@dataclass(slots=True)
+class DerivedWrites:
+    """What a re-derivation changes. Negative task ids are placeholders for new tasks."""
+
+    new_tasks: list[tuple[int, tuple[Any, ...]]]
+    changed_tasks: list[tuple[int, tuple[Any, ...]]]
+    message_rows: list[tuple[str, tuple[int | None, str | None, str | None, str | None]]]
+    aliases: list[tuple[int, int, str]]
+    events: list[tuple[int, str, str, str, str | None, str | None]]
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.new_tasks or self.changed_tasks or self.message_rows or self.aliases or self.events
+        )
+
+
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (message_id, synthetic_id, in_reply_to, refs, from_name, from_addr, "
+    "to_addrs, cc_addrs, reply_to, date, date_is_fallback, seen_at, subject, base_subject, "
+    "normalized_subject, is_forward, thread_index, auto_submitted, precedence, x_autoreply, "
+    "list_id, text, reply_text, attachments, defects, size, shared) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _message_values(m: Message, seen_at: str | None, shared: bool) -> tuple[Any, ...]:
+    return (
+        m.message_id,
+        int(m.synthetic_id),
+        json.dumps(m.in_reply_to),
+        json.dumps(m.references),
+        m.from_.name if m.from_ else None,
+        m.from_.email if m.from_ else None,
+        _addrs(m.to),
+        _addrs(m.cc),
+        _addrs(m.reply_to),
+        iso(m.date),
+        int(m.date_is_fallback),
+        seen_at,
+        m.subject,
+        m.base_subject,
+        m.normalized_subject,
+        int(m.is_forward),
+        m.thread_index,
+        m.auto_submitted,
+        m.precedence,
+        int(m.x_autoreply),
+        m.list_id,
+        m.text,
+        m.reply_text,
+        json.dumps(
+            [[a.filename, a.content_type, a.size] for a in m.attachments], ensure_ascii=False
+        ),
+        json.dumps(list(m.defects), ensure_ascii=False),
+        m.size,
+        int(shared),
+    )
+
+
+def _row_message(r: sqlite3.Row, with_text: bool = False) -> Message:
+    from_addr = r["from_addr"]
+    return Message(
+        message_id=r["message_id"],
+        synthetic_id=bool(r["synthetic_id"]),
+        in_reply_to=tuple(json.loads(r["in_reply_to"])),
+        references=tuple(json.loads(r["refs"])),
+        from_=Address(r["from_name"] or "", from_addr) if from_addr else None,
+        to=_load_addrs(r["to_addrs"]),
+        cc=_load_addrs(r["cc_addrs"]),
+        reply_to=_load_addrs(r["reply_to"]),
+        date=parse_iso(r["date"]),  # type: ignore[arg-type]
+        date_is_fallback=bool(r["date_is_fallback"]),
+        subject=r["subject"],
+        base_subject=r["base_subject"],
+        normalized_subject=r["normalized_subject"],
+        is_forward=bool(r["is_forward"]),
+        thread_index=r["thread_index"],
+        auto_submitted=r["auto_submitted"],
+        precedence=r["precedence"],
+        x_autoreply=bool(r["x_autoreply"]),
+        list_id=r["list_id"],
+        text=r["text"] if with_text else "",
+        reply_text=r["reply_text"] if with_text else "",
+        attachments=tuple(Attachment(*a) for a in json.loads(r["attachments"])),
+        defects=tuple(json.loads(r["defects"])),
+        size=r["size"],
+    )
+
+
+def rows_as_dicts(rows: Iterable[sqlite3.Row]) -> list[dict[str, Any]]:
+    return [dict(r) for r in rows]

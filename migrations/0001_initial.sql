@@ -1,0 +1,123 @@
+-- The ledger: messages as parsed, where they were seen, threads/tasks derived from them.
+-- Times are ISO-8601 UTC text ("2026-11-24T09:12:00Z"); lists are JSON arrays.
+
+CREATE TABLE messages (
+    id INTEGER PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    synthetic_id INTEGER NOT NULL DEFAULT 0,
+    in_reply_to TEXT NOT NULL DEFAULT '[]',
+    refs TEXT NOT NULL DEFAULT '[]',
+    from_name TEXT,
+    from_addr TEXT,
+    to_addrs TEXT NOT NULL DEFAULT '[]',
+    cc_addrs TEXT NOT NULL DEFAULT '[]',
+    reply_to TEXT NOT NULL DEFAULT '[]',
+    date TEXT NOT NULL,
+    date_is_fallback INTEGER NOT NULL DEFAULT 0,
+    seen_at TEXT NOT NULL,
+    subject TEXT NOT NULL DEFAULT '',
+    base_subject TEXT NOT NULL DEFAULT '',
+    normalized_subject TEXT NOT NULL DEFAULT '',
+    is_forward INTEGER NOT NULL DEFAULT 0,
+    thread_index TEXT,
+    auto_submitted TEXT,
+    precedence TEXT,
+    x_autoreply INTEGER NOT NULL DEFAULT 0,
+    list_id TEXT,
+    text TEXT,
+    reply_text TEXT,
+    attachments TEXT NOT NULL DEFAULT '[]',
+    defects TEXT NOT NULL DEFAULT '[]',
+    size INTEGER NOT NULL DEFAULT 0,
+    shared INTEGER NOT NULL DEFAULT 1,
+    -- derived by threading and coordination
+    task_id INTEGER REFERENCES tasks(id),
+    joined_by TEXT,
+    kind TEXT,
+    effective_at TEXT
+);
+CREATE INDEX messages_task ON messages(task_id);
+
+-- Where each message was seen: an inbox and its coordinates in that source.
+CREATE TABLE locations (
+    message INTEGER NOT NULL REFERENCES messages(id),
+    inbox TEXT NOT NULL,
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    uidvalidity INTEGER,
+    uid INTEGER,
+    seen_at TEXT NOT NULL,
+    PRIMARY KEY (inbox, source, key)
+);
+CREATE INDEX locations_message ON locations(message);
+
+-- Progress per source (an IMAP folder, a Maildir, an mbox file).
+CREATE TABLE sources (
+    inbox TEXT NOT NULL,
+    source TEXT NOT NULL,
+    uidvalidity INTEGER,
+    last_uid INTEGER,
+    highestmodseq INTEGER,
+    offset_bytes INTEGER,
+    messages INTEGER NOT NULL DEFAULT 0,
+    last_sync_at TEXT,
+    last_error TEXT,
+    last_error_at TEXT,
+    PRIMARY KEY (inbox, source)
+);
+
+-- Mail that could not be parsed at all: the reason and where it is.
+CREATE TABLE quarantine (
+    id INTEGER PRIMARY KEY,
+    inbox TEXT NOT NULL,
+    source TEXT NOT NULL,
+    key TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    size INTEGER NOT NULL DEFAULT 0,
+    seen_at TEXT NOT NULL,
+    UNIQUE (inbox, source, key)
+);
+
+-- One row per thread; `is_task` marks the threads that are tasks (SPEC 6).
+CREATE TABLE tasks (
+    id INTEGER PRIMARY KEY,
+    is_task INTEGER NOT NULL DEFAULT 0,
+    root_message_id TEXT NOT NULL,
+    subject TEXT NOT NULL DEFAULT '',
+    client TEXT,
+    owner TEXT,
+    stage TEXT,
+    status TEXT NOT NULL DEFAULT 'open',
+    opened_at TEXT NOT NULL,
+    last_activity_at TEXT NOT NULL,
+    due_at TEXT,
+    orphaned INTEGER NOT NULL DEFAULT 1,
+    message_count INTEGER NOT NULL DEFAULT 0,
+    inboxes TEXT NOT NULL DEFAULT '[]',
+    last_from TEXT,
+    config_fingerprint TEXT,
+    derived_at TEXT
+);
+CREATE INDEX tasks_listing ON tasks(is_task, status, due_at, last_activity_at);
+
+-- A merged-away task id still finds its task.
+CREATE TABLE task_aliases (
+    old_id INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+
+-- Every change of a task with the rule, message or command behind it.
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    rule TEXT,
+    message_id TEXT,
+    actor TEXT,
+    owner_from TEXT,
+    owner_to TEXT,
+    detail TEXT
+);
+CREATE INDEX events_task ON events(task_id, at);
