@@ -157,13 +157,15 @@ class Store:
         quarantined: Sequence[tuple[str, str, int]],
         seen_at: datetime,
         progress: dict[str, Any] | None = None,
-    ) -> int:
-        """Store one batch and the source's progress in one transaction; returns new messages.
+    ) -> list[str]:
+        """Store one batch and the source's progress in one transaction.
+
+        Returns the Message-IDs that were new.
 
         A Message-ID already stored (another inbox, a duplicate delivery) adds only a location.
         """
         seen = iso(seen_at)
-        new = 0
+        new: list[str] = []
         with self.write() as c:
             for key, m in items:
                 row = c.execute("SELECT id FROM messages WHERE message_id = ?", (m.message_id,))
@@ -171,7 +173,11 @@ class Store:
                 if found is None:
                     cur = c.execute(_INSERT_MESSAGE, _message_values(m, seen, shared))
                     rowid = cur.lastrowid
-                    new += 1
+                    c.execute(
+                        "INSERT INTO bodies (message, text, reply_text) VALUES (?, ?, ?)",
+                        (rowid, m.text, m.reply_text),
+                    )
+                    new.append(m.message_id)
                 else:
                     rowid = found[0]
                     if shared:
@@ -227,8 +233,15 @@ class Store:
 
     # -- threading and derived state ------------------------------------------------------
 
-    def load_stored(self) -> tuple[list[Stored], dict[str, Row]]:
-        """Every message as the rules see it (no text), and its current derived columns."""
+    def load_stored(
+        self, fresh: dict[str, Message] | None = None
+    ) -> tuple[list[Stored], dict[str, Row]]:
+        """Every message as the rules see it (no text), and its current derived columns.
+
+        ``fresh`` holds messages this process just parsed and stored: they are taken as
+        they are instead of being decoded again from their rows.
+        """
+        fresh = fresh or {}
         inboxes: dict[int, list[str]] = {}
         for mid, inbox in self.conn.execute("SELECT message, inbox FROM locations"):
             lst = inboxes.setdefault(mid, [])
@@ -236,18 +249,40 @@ class Store:
                 lst.append(inbox)
         stored: list[Stored] = []
         rows: dict[str, Row] = {}
-        for r in self.query(f"SELECT {_META_COLUMNS} FROM messages"):
-            m = _row_message(r)
+        for r in self.conn.execute(
+            "SELECT id, message_id, seen_at, shared, task_id, joined_by, kind, effective_at "
+            "FROM messages"
+        ):
+            rowid, mid, seen_at, shared, task_id, joined_by, kind, effective_at = r
+            rows[mid] = Row(task_id, joined_by, kind, effective_at)
+            m = fresh.get(mid)
+            if m is None:
+                continue
             stored.append(
                 Stored(
                     message=m,
-                    seen_at=parse_iso(r["seen_at"]),  # type: ignore[arg-type]
-                    inboxes=tuple(sorted(inboxes.get(r["id"], ()))),
-                    shared=bool(r["shared"]),
-                    prior_task=r["task_id"],
+                    seen_at=parse_iso(seen_at),  # type: ignore[arg-type]
+                    inboxes=tuple(sorted(inboxes.get(rowid, ()))),
+                    shared=bool(shared),
+                    prior_task=task_id,
                 )
             )
-            rows[m.message_id] = Row(r["task_id"], r["joined_by"], r["kind"], r["effective_at"])
+        old = [mid for mid in rows if mid not in fresh]
+        if old:
+            for r in self.query(
+                f"SELECT {_META_COLUMNS} FROM messages WHERE message_id IN "
+                "(SELECT value FROM json_each(?))",
+                (json.dumps(old),),
+            ):
+                stored.append(
+                    Stored(
+                        message=_row_message(r),
+                        seen_at=parse_iso(r["seen_at"]),  # type: ignore[arg-type]
+                        inboxes=tuple(sorted(inboxes.get(r["id"], ()))),
+                        shared=bool(r["shared"]),
+                        prior_task=r["task_id"],
+                    )
+                )
         return stored, rows
 
     def load_thread(self, task_id: int) -> list[tuple[Stored, str]]:
@@ -261,7 +296,8 @@ class Store:
             inboxes.setdefault(mid, []).append(inbox)
         out = []
         for r in self.query(
-            f"SELECT {_META_COLUMNS}, text, reply_text FROM messages WHERE task_id = ? "
+            f"SELECT {_META_COLUMNS}, b.text, b.reply_text FROM messages "
+            "LEFT JOIN bodies b ON b.message = messages.id WHERE task_id = ? "
             "ORDER BY effective_at, seen_at, message_id",
             (task_id,),
         ):
@@ -403,8 +439,8 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (message_id, synthetic_id, in_reply_to, refs, from_name, from_addr, "
     "to_addrs, cc_addrs, reply_to, date, date_is_fallback, seen_at, subject, base_subject, "
     "normalized_subject, is_forward, thread_index, auto_submitted, precedence, x_autoreply, "
-    "list_id, text, reply_text, attachments, defects, size, shared) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "list_id, attachments, defects, size, shared) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -431,8 +467,6 @@ def _message_values(m: Message, seen_at: str | None, shared: bool) -> tuple[Any,
         m.precedence,
         int(m.x_autoreply),
         m.list_id,
-        m.text,
-        m.reply_text,
         json.dumps(
             [[a.filename, a.content_type, a.size] for a in m.attachments], ensure_ascii=False
         ),
@@ -464,8 +498,8 @@ def _row_message(r: sqlite3.Row, with_text: bool = False) -> Message:
         precedence=r["precedence"],
         x_autoreply=bool(r["x_autoreply"]),
         list_id=r["list_id"],
-        text=r["text"] if with_text else "",
-        reply_text=r["reply_text"] if with_text else "",
+        text=(r["text"] or "") if with_text else "",
+        reply_text=(r["reply_text"] or "") if with_text else "",
         attachments=tuple(Attachment(*a) for a in json.loads(r["attachments"])),
         defects=tuple(json.loads(r["defects"])),
         size=r["size"],

@@ -24,8 +24,6 @@ CREATE TABLE messages (
     precedence TEXT,
     x_autoreply INTEGER NOT NULL DEFAULT 0,
     list_id TEXT,
-    text TEXT,
-    reply_text TEXT,
     attachments TEXT NOT NULL DEFAULT '[]',
     defects TEXT NOT NULL DEFAULT '[]',
     size INTEGER NOT NULL DEFAULT 0,
@@ -37,6 +35,14 @@ CREATE TABLE messages (
     effective_at TEXT
 );
 CREATE INDEX messages_task ON messages(task_id);
+
+-- The text, apart: rows of `messages` stay small, so the rules read and re-derivation
+-- rewrites them cheaply, and retention drops text without touching the ledger.
+CREATE TABLE bodies (
+    message INTEGER PRIMARY KEY REFERENCES messages(id),
+    text TEXT NOT NULL DEFAULT '',
+    reply_text TEXT NOT NULL DEFAULT ''
+);
 
 -- Where each message was seen: an inbox and its coordinates in that source.
 CREATE TABLE locations (

@@ -4,6 +4,11 @@ CREATE TABLE "_sqlite_migrations" (
    "name" TEXT,
    "applied_at" TEXT
 );
+CREATE TABLE bodies (
+    message INTEGER PRIMARY KEY REFERENCES messages(id),
+    text TEXT NOT NULL DEFAULT '',
+    reply_text TEXT NOT NULL DEFAULT ''
+);
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     task_id INTEGER NOT NULL,
@@ -49,8 +54,6 @@ CREATE TABLE messages (
     precedence TEXT,
     x_autoreply INTEGER NOT NULL DEFAULT 0,
     list_id TEXT,
-    text TEXT,
-    reply_text TEXT,
     attachments TEXT NOT NULL DEFAULT '[]',
     defects TEXT NOT NULL DEFAULT '[]',
     size INTEGER NOT NULL DEFAULT 0,

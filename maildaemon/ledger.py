@@ -1,0 +1,149 @@
+"""Re-derivation: stored messages -> threads -> task states -> the rows that must change.
+
+Pure: the store's current contents in, a `DerivedWrites` plan out. Task ids are stable:
+a thread keeps the id of the task most of its messages had; when a late message joins two
+tasks, the older one's id stays and the other becomes an alias (SPEC 5).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from maildaemon.config import Config
+from maildaemon.coordination import TaskState, derive
+from maildaemon.model import Stored
+from maildaemon.store import DerivedWrites, Row, iso
+from maildaemon.threads import Rules, Thread, thread_messages
+
+
+def threading_rules(config: Config, aliases: Mapping[int, int]) -> Rules:
+    return Rules(
+        subject_fallback=config.threading.subject_fallback,
+        is_team=config.is_team_address,
+        is_shared=config.is_shared_address,
+        resolve_task=lambda n: aliases.get(n, n),
+    )
+
+
+def task_values(state: TaskState, fingerprint: str) -> tuple[Any, ...]:
+    """The `tasks` row of a state, in `store.TASK_COLUMNS` order."""
+    return (
+        int(state.is_task),
+        state.root_message_id,
+        state.subject,
+        state.client,
+        state.owner,
+        state.stage,
+        state.status,
+        iso(state.opened_at),
+        iso(state.last_activity_at),
+        iso(state.due_at),
+        int(state.orphaned),
+        state.message_count,
+        json.dumps(list(state.inboxes)),
+        state.last_from,
+        fingerprint,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    writes: DerivedWrites
+    threads: int
+    tasks: int
+
+
+def _claims(
+    threads: Sequence[Thread], by_id: Mapping[str, Stored], roots: Mapping[int, str]
+) -> dict[int, int]:
+    """Which thread (index) keeps each prior task id: the one holding the task's root
+    message; failing that, the one holding most of the task's messages."""
+    where = {mid: i for i, t in enumerate(threads) for mid in t.message_ids}
+    counts: dict[int, Counter[int]] = {}
+    for i, t in enumerate(threads):
+        for mid in t.message_ids:
+            prior = by_id[mid].prior_task
+            if prior is not None:
+                counts.setdefault(prior, Counter())[i] += 1
+    claims = {}
+    for task, c in counts.items():
+        root = roots.get(task)
+        claims[task] = where[root] if root in where else c.most_common(1)[0][0]
+    return claims
+
+
+def plan(
+    stored: Sequence[Stored],
+    rows: Mapping[str, Row],
+    current: Mapping[int, tuple[Any, ...]],
+    opened: Mapping[int, tuple[str, str]],
+    aliases: Mapping[int, int],
+    config: Config,
+    now: datetime,
+) -> Plan:
+    """Everything that must change in the store for it to match the messages and config."""
+    by_id = {s.message.message_id: s for s in stored}
+    threads = thread_messages(stored, threading_rules(config, aliases))
+    claims = _claims(threads, by_id, {t: root for t, (_, root) in opened.items()})
+    owned: dict[int, list[int]] = {}
+    for task, idx in claims.items():
+        owned.setdefault(idx, []).append(task)
+
+    writes = DerivedWrites([], [], [], [], [])
+    fingerprint = config.fingerprint
+    at = iso(now) or ""
+    next_placeholder = -1
+    tasks = 0
+    for idx, thread in enumerate(threads):
+        state = derive(thread, by_id, config, now)
+        if state is None:
+            continue
+        mine = sorted(owned.get(idx, ()), key=lambda t: (opened[t][0] if t in opened else "", t))
+        values = task_values(state, fingerprint)
+        if mine:
+            task_id = mine[0]
+            if current.get(task_id) != values:
+                writes.changed_tasks.append((task_id, values))
+            for other in mine[1:]:
+                writes.aliases.append((other, task_id, at))
+                writes.events.append(
+                    (
+                        task_id,
+                        at,
+                        "merged",
+                        "header-link",
+                        None,
+                        f"task {other} merged into {task_id}",
+                    )
+                )
+        else:
+            task_id = next_placeholder
+            next_placeholder -= 1
+            writes.new_tasks.append((task_id, values))
+        tasks += state.is_task
+        for entry in state.timeline:
+            mid = entry.message_id
+            new_row = Row(task_id, entry.joined_by, entry.cls.kind, iso(entry.at))
+            old = rows.get(mid)
+            if old != new_row:
+                writes.message_rows.append(
+                    (mid, (new_row.task_id, new_row.joined_by, new_row.kind, new_row.effective_at))
+                )
+            prior = by_id[mid].prior_task
+            if prior is not None and prior != task_id and prior not in mine:
+                writes.events.append(
+                    (
+                        task_id,
+                        at,
+                        "moved",
+                        entry.joined_by,
+                        mid,
+                        f"message moved here from task {prior}",
+                    )
+                )
+    return Plan(writes, len(threads), tasks)
