@@ -1,0 +1,620 @@
+"""The command line: wires config, sources, store and views together; nothing else.
+
+Exit codes (SPEC 10): 0 ok; 1 user error (click's usage errors included, mapped from 2);
+2 config error; 3 operation error. Data goes to stdout, messages to stderr.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from maildaemon import __version__, ingest, views
+from maildaemon.config import STARTER_CONFIG, Config, find_config_path, load_config, render_config
+from maildaemon.coordination import derive
+from maildaemon.errors import ConfigError, MaildaemonError, OperationError, UserError
+from maildaemon.store import Store, iso
+from maildaemon.threads import Thread
+
+F = TypeVar("F", bound=Callable[..., Any])
+STATUSES = ("open", "waiting", "closed")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"maildaemon: {message}", err=True)
+    sys.exit(code)
+
+
+class Group(click.Group):
+    """Maps errors to the exit codes of SPEC 10, also under click's test runner."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            _fail("aborted", 1)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(1)
+        except ConfigError as e:
+            _fail(f"config error: {e}", 2)
+        except UserError as e:
+            _fail(str(e), 1)
+        except OperationError as e:
+            _fail(str(e), 3)
+        except MaildaemonError as e:
+            _fail(str(e), 3)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+class App:
+    """What every command needs, loaded on first use."""
+
+    def __init__(self, config_path: str | None, db: str | None, now: datetime | None) -> None:
+        self._config_path = config_path
+        self._db = db
+        self._now = now
+        self._config: Config | None = None
+        self._store: Store | None = None
+
+    @property
+    def now(self) -> datetime:
+        return self._now or datetime.now(UTC).replace(microsecond=0)
+
+    @property
+    def pinned_now(self) -> bool:
+        return self._now is not None
+
+    @property
+    def config_path(self) -> Path:
+        return find_config_path(self._config_path, os.environ)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            path = Path(self._db) if self._db else self.config.daemon.database
+            self._store = Store(path)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 time; e.g. 2026-11-24T16:30:00Z"
+        ) from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def json_option(f: F) -> F:
+    """The one shared --json flag of every command that prints data."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="maildaemon")
+@click.option(
+    "--config",
+    "config_path",
+    metavar="PATH",
+    help="Config file (default: $MAILDAEMON_CONFIG, else ./maildaemon.toml).",
+)
+@click.option("--db", metavar="PATH", help="SQLite database (default: daemon.database).")
+@click.option(
+    "--now",
+    metavar="ISO-8601",
+    callback=_parse_now,
+    help="Answer as of this moment (UTC if no offset); what is written is stamped with it.",
+)
+@click.option("-v", "--verbose", count=True, help="More log output on stderr (-vv: debug).")
+@click.pass_context
+def cli(
+    ctx: click.Context, config_path: str | None, db: str | None, now: datetime | None, verbose: int
+) -> None:
+    """maildaemon: shared inboxes become owned tasks with per-client SLAs.
+
+    Reads mail, never changes a mailbox. Start with `maildaemon init`, then
+    `maildaemon sync` and `maildaemon tasks`.
+    """
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = App(config_path, db, now)
+    ctx.obj = app
+    ctx.call_on_close(app.close)
+
+
+# -- config ------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@pass_app
+def init(app: App, force: bool) -> None:
+    """Write a starter config, with comments, to --config or ./maildaemon.toml."""
+    path = app.config_path
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; use --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    click.echo(f"wrote {path}; edit it, then run `maildaemon config check`", err=True)
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@pass_app
+def config_check(app: App) -> None:
+    """Validate the config and print it with secrets redacted (exit 2 when invalid)."""
+    click.echo(render_config(app.config))
+    click.echo(f"{app.config_path}: ok", err=True)
+
+
+# -- ingest ------------------------------------------------------------------------------
+
+
+def _progress_factory(label: str) -> Callable[[int], ingest.Progress | None] | None:
+    """A click progress bar on a terminal only."""
+    if not sys.stderr.isatty():
+        return None
+
+    def make(total: int) -> ingest.Progress:
+        bar = click.progressbar(length=total, label=label, file=sys.stderr)
+        bar.__enter__()
+
+        def step(n: int) -> None:
+            bar.update(n)
+            if bar.pos >= total:
+                bar.__exit__(None, None, None)
+
+        return step
+
+    return make
+
+
+def _report(results: list[ingest.SyncResult]) -> None:
+    for r in results:
+        line = f"{r.inbox}: {r.seen} read, {r.new} new, {r.quarantined} quarantined"
+        if r.error:
+            line += f"; error: {r.error}"
+        click.echo(line, err=True)
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--inbox", default="import", show_default=True, help="Record the mail as seen in this inbox."
+)
+@pass_app
+def import_(app: App, paths: tuple[Path, ...], inbox: str) -> None:
+    """Backfill from Maildir folders, mbox files or .eml files (idempotent)."""
+    if inbox != "import" and app.config.inbox_by_name(inbox) is None:
+        raise UserError(f"unknown inbox {inbox!r}; configured: {_names(app.config)}")
+    results = ingest.import_paths(
+        app.store,
+        app.config,
+        list(paths),
+        inbox=inbox,
+        now=app.now,
+        progress_factory=_progress_factory("importing"),
+    )
+    _report(results)
+
+
+def _names(config: Config) -> str:
+    return ", ".join(i.name for i in config.inboxes) or "(none)"
+
+
+@cli.command()
+@click.option("--inbox", "inbox_name", metavar="NAME", help="Only this inbox.")
+@pass_app
+def sync(app: App, inbox_name: str | None) -> None:
+    """One pass over the configured inboxes, then exit (3 if an inbox failed)."""
+    config = app.config
+    inboxes = config.inboxes
+    if inbox_name is not None:
+        found = config.inbox_by_name(inbox_name)
+        if found is None:
+            raise UserError(f"unknown inbox {inbox_name!r}; configured: {_names(config)}")
+        inboxes = (found,)
+    if not inboxes:
+        raise UserError(f"no inboxes in {app.config_path}; add an [[inboxes]] table")
+    results = []
+    for inbox in inboxes:
+        if inbox.kind == "imap":
+            error = "IMAP inboxes are not supported by this version yet"
+            app.store.record_sync(inbox.name, inbox.name, at=app.now, error=error)
+            results.append(ingest.SyncResult(inbox.name, inbox.name, 0, 0, 0, error))
+            continue
+        results.append(
+            ingest.sync_local(
+                app.store,
+                config,
+                inbox,
+                now=app.now,
+                progress_factory=_progress_factory(inbox.name),
+            )
+        )
+    if any(r.new for r in results):
+        ingest.rederive(app.store, config, app.now, fresh=ingest.merge_fresh(results))
+    _report(results)
+    if any(r.error for r in results):
+        sys.exit(3)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+def _task_objects(app: App, *, with_messages: bool = False) -> list[dict[str, Any]]:
+    """Every thread that is a task as of --now (stored state, re-derived where --now cuts)."""
+    store, now = app.store, app.now
+    rows = store.query("SELECT * FROM tasks")
+    late: set[int] = set()
+    if app.pinned_now:
+        late = {
+            r[0]
+            for r in store.conn.execute(
+                "SELECT task_id FROM messages WHERE task_id IS NOT NULL "
+                "GROUP BY task_id HAVING MAX(effective_at) > ?",
+                (iso(now),),
+            )
+        }
+    tasks = []
+    for row in rows:
+        if row["id"] in late:
+            task = _derive_task(app, row["id"])
+            if task is None:
+                continue
+            obj, is_task = task
+        else:
+            obj, is_task = views.from_row(row, now), bool(row["is_task"])
+        if is_task:
+            tasks.append(obj)
+    if with_messages:
+        ids: dict[int, list[str]] = {}
+        cutoff = iso(now)
+        for task_id, mid, at in store.conn.execute(
+            "SELECT task_id, message_id, effective_at FROM messages WHERE task_id IS NOT NULL "
+            "ORDER BY effective_at, seen_at, message_id"
+        ):
+            if at is None or at <= cutoff:
+                ids.setdefault(task_id, []).append(mid)
+        for t in tasks:
+            t["message_ids"] = ids.get(t["id"], [])
+    return tasks
+
+
+def _derive_task(app: App, task_id: int) -> tuple[dict[str, Any], bool] | None:
+    loaded = app.store.load_thread(task_id)
+    if not loaded:
+        return None
+    stored = {s.message.message_id: s for s, _ in loaded}
+    thread = Thread(tuple(stored), tuple(j for _, j in loaded))
+    state = derive(thread, stored, app.config, app.now)
+    if state is None:
+        return None
+    obj = views.from_state(task_id, state, app.now)
+    obj["timeline"] = [views.timeline_entry(e) for e in state.timeline]
+    return obj, state.is_task
+
+
+def _check_filters(
+    config: Config, owner: str | None, client: str | None, stage: str | None
+) -> None:
+    if owner is not None and owner != "none" and config.resolve_person(owner) is None:
+        raise UserError(
+            f"unknown person {owner!r}; the roster: {', '.join(p.name for p in config.people) or '(empty)'}"
+        )
+    if client is not None and config.client_by_name(client) is None:
+        raise UserError(
+            f"unknown client {client!r}; configured: {', '.join(c.name for c in config.clients) or '(none)'}"
+        )
+    if stage is not None and stage not in config.stages:
+        raise UserError(
+            f"unknown stage {stage!r}; configured: {', '.join(config.stages) or '(none)'}"
+        )
+
+
+def _statuses(value: str) -> set[str]:
+    wanted = {s.strip() for s in value.split(",") if s.strip()}
+    if "all" in wanted:
+        return set(STATUSES)
+    bad = wanted - set(STATUSES)
+    if bad or not wanted:
+        raise click.BadParameter(
+            f"{value!r}: choose from open, waiting, closed, all (comma-separated)",
+            param_hint="--status",
+        )
+    return wanted
+
+
+@cli.command()
+@click.option("--unowned", is_flag=True, help="Only tasks nobody owns.")
+@click.option("--overdue", is_flag=True, help="Only tasks past their due time.")
+@click.option("--orphaned", is_flag=True, help="Only orphaned tasks (SPEC 6.2).")
+@click.option("--owner", metavar="PERSON", help="Only tasks this person owns.")
+@click.option("--client", metavar="CLIENT", help="Only this client's tasks.")
+@click.option("--stage", metavar="STAGE", help="Only tasks in this stage.")
+@click.option(
+    "--status",
+    "status",
+    default="open,waiting",
+    show_default=True,
+    metavar="LIST",
+    help="open, waiting, closed or all; comma-separated.",
+)
+@click.option(
+    "--messages",
+    "with_messages",
+    is_flag=True,
+    help="With --json: add every Message-ID of the thread.",
+)
+@json_option
+@pass_app
+def tasks(
+    app: App,
+    unowned: bool,
+    overdue: bool,
+    orphaned: bool,
+    owner: str | None,
+    client: str | None,
+    stage: str | None,
+    status: str,
+    with_messages: bool,
+    as_json: bool,
+) -> None:
+    """List tasks, most urgent first: overdue, then by due time, then longest idle."""
+    wanted = _statuses(status)
+    config = app.config
+    _check_filters(config, owner, client, stage)
+    owner_name = None
+    if owner is not None and owner != "none":
+        person = config.resolve_person(owner)
+        owner_name = person.name if person else owner
+    selected = []
+    for t in _task_objects(app, with_messages=with_messages and as_json):
+        if t["status"] not in wanted:
+            continue
+        if unowned and t["owner"] is not None:
+            continue
+        if overdue and not t["overdue"]:
+            continue
+        if orphaned and not t["orphaned"]:
+            continue
+        if owner is not None and t["owner"] != owner_name:
+            continue
+        if client is not None and t["client"] != client:
+            continue
+        if stage is not None and t["stage"] != stage:
+            continue
+        selected.append(t)
+    selected = views.sort_tasks(selected)
+    if as_json:
+        _emit_json(selected)
+        return
+    if not selected:
+        click.echo("no tasks match", err=True)
+        return
+    now = app.now
+    rows = [
+        (
+            str(t["id"]),
+            t["client"] or "-",
+            t["owner"] or "(unowned)",
+            t["status"],
+            views.age(t["opened_at"], now),
+            views.age(t["last_activity_at"], now),
+            str(t["messages"]),
+            t["last_from"] or "-",
+            t["subject"] or "(no subject)",
+        )
+        for t in selected
+    ]
+    click.echo(
+        views.table(
+            rows,
+            ("ID", "CLIENT", "OWNER", "STATUS", "AGE", "IDLE", "MSGS", "LAST FROM", "SUBJECT"),
+            wrap_last=60,
+        )
+    )
+
+
+@cli.command()
+@click.argument("task")
+@json_option
+@pass_app
+def show(app: App, task: str, as_json: bool) -> None:
+    """A task's timeline: each message, why it joined the thread, and the task's events.
+
+    TASK is a task id (a merged-away id finds its task) or any Message-ID in the thread.
+    """
+    task_id = app.store.resolve_task(task)
+    if task_id is None:
+        raise UserError(f"unknown task {task!r}: no task id or Message-ID matches")
+    derived = _derive_task(app, task_id)
+    if derived is None:
+        raise UserError(f"task {task_id} has no messages as of {iso(app.now)}")
+    obj, is_task = derived
+    cutoff = iso(app.now) or ""
+    obj["is_task"] = is_task
+    obj["events"] = [
+        views.event_entry(e) for e in app.store.events_for(task_id) if e["at"] <= cutoff
+    ]
+    if as_json:
+        _emit_json(obj)
+        return
+    _print_show(obj, app.now)
+
+
+def _print_show(obj: dict[str, Any], now: datetime) -> None:
+    echo = click.echo
+    kind = "task" if obj["is_task"] else "thread (not a task: no client message or team tag)"
+    echo(f"#{obj['id']}  {obj['subject'] or '(no subject)'}")
+    echo(
+        f"  {kind}; client {obj['client'] or '-'}; owner {obj['owner'] or '(unowned)'}; status {obj['status']}"
+    )
+    echo(
+        f"  opened {obj['opened_at']} ({views.age(obj['opened_at'], now)} ago); last activity {obj['last_activity_at']}"
+    )
+    echo(f"  root {obj['root_message_id']}; inboxes {', '.join(obj['inboxes']) or '-'}")
+    echo("")
+    echo(f"Timeline ({obj['messages']} messages):")
+    for e in obj["timeline"]:
+        who = e["from_name"] or e["from"] or "?"
+        extra = f" [{e['auto_reason']}]" if e["auto_reason"] else ""
+        echo(f"  {e['date']}  {e['kind']:<6} {who}{extra}")
+        echo(f"      {e['subject'] or '(no subject)'}")
+        echo(f"      joined by: {_JOINED.get(e['joined_by'], e['joined_by'])}")
+        if e["defects"]:
+            echo(f"      defects: {'; '.join(e['defects'][:3])}")
+    if obj["events"]:
+        echo("")
+        echo("Events:")
+        for ev in obj["events"]:
+            echo(f"  {ev['at']}  {ev['kind']} ({ev['rule']}): {ev['detail'] or ''}")
+
+
+_JOINED = {
+    "root": "first message of the thread",
+    "in-reply-to": "In-Reply-To names a message of this thread",
+    "references": "References names a message of this thread",
+    "unseen-parent": "shares a referenced message that was never seen",
+    "referenced-by": "later messages of this thread reference it",
+    "thread-index": "Outlook Thread-Index conversation",
+    "task-ref": "[#ID] task reference in the subject",
+    "subject": "same subject, sender took part in the thread (30 days)",
+    "forward": "a team member's forward of a thread that reached a shared inbox",
+}
+
+
+@cli.command()
+@click.option("--check", is_flag=True, help="Exit 3 when an inbox is failing (for monitoring).")
+@json_option
+@pass_app
+def status(app: App, check: bool, as_json: bool) -> None:
+    """Per inbox: last sync, messages, errors; quarantined mail; database size."""
+    store, config = app.store, app.config
+    sources = [dict(r) for r in store.query("SELECT * FROM sources ORDER BY inbox, source")]
+    by_inbox = {i.name: i for i in config.inboxes}
+    inboxes = []
+    for name in sorted({*by_inbox, *(s["inbox"] for s in sources)}):
+        rows = [s for s in sources if s["inbox"] == name]
+        last_ok = max((s["last_sync_at"] for s in rows if s["last_sync_at"]), default=None)
+        errors = [s for s in rows if s["last_error"]]
+        inboxes.append(
+            {
+                "inbox": name,
+                "configured": name in by_inbox,
+                "kind": by_inbox[name].kind if name in by_inbox else "import",
+                "messages": store.conn.execute(
+                    "SELECT COUNT(DISTINCT message) FROM locations WHERE inbox = ?", (name,)
+                ).fetchone()[0],
+                "last_sync_at": last_ok,
+                "last_error": errors[-1]["last_error"] if errors else None,
+                "last_error_at": errors[-1]["last_error_at"] if errors else None,
+                "failing": bool(errors),
+            }
+        )
+    count = lambda sql: store.conn.execute(sql).fetchone()[0]  # noqa: E731
+    quarantined = [
+        dict(r)
+        for r in store.query(
+            "SELECT inbox, source, key, reason, size, seen_at FROM quarantine ORDER BY id DESC LIMIT 50"
+        )
+    ]
+    report = {
+        "database": str(store.path.resolve()),
+        "database_bytes": store.size_bytes(),
+        "messages": count("SELECT COUNT(*) FROM messages"),
+        "messages_with_defects": count("SELECT COUNT(*) FROM messages WHERE defects != '[]'"),
+        "threads": count("SELECT COUNT(*) FROM tasks"),
+        "tasks": count("SELECT COUNT(*) FROM tasks WHERE is_task = 1"),
+        "quarantined": count("SELECT COUNT(*) FROM quarantine"),
+        "inboxes": inboxes,
+        "quarantine": quarantined,
+    }
+    if as_json:
+        _emit_json(report)
+    else:
+        click.echo(f"database {report['database']} ({report['database_bytes'] / 1e6:.1f} MB)")
+        click.echo(
+            f"{report['messages']} messages ({report['messages_with_defects']} with defects), "
+            f"{report['threads']} threads, {report['tasks']} tasks, {report['quarantined']} quarantined"
+        )
+        click.echo("")
+        click.echo(
+            views.table(
+                [
+                    (
+                        i["inbox"],
+                        i["kind"],
+                        str(i["messages"]),
+                        i["last_sync_at"] or "never",
+                        (f"{i['last_error_at']}: {i['last_error']}" if i["failing"] else "ok"),
+                    )
+                    for i in inboxes
+                ],
+                ("INBOX", "KIND", "MESSAGES", "LAST SYNC", "STATE"),
+            )
+        )
+        if quarantined:
+            click.echo("")
+            click.echo("Quarantined (newest first):")
+            for q in quarantined[:20]:
+                click.echo(f"  {q['inbox']} {q['source']} {q['key']}: {q['reason']}")
+    if check and any(i["failing"] for i in inboxes):
+        sys.exit(3)
+
+
+def main() -> None:
+    cli()
+
+
+@functools.cache
+def command_names() -> list[str]:
+    """Every command path, for the help-text test."""
+    out: list[str] = []
+
+    def walk(group: click.Group, prefix: tuple[str, ...]) -> None:
+        for name, cmd in sorted(group.commands.items()):
+            out.append(" ".join((*prefix, name)))
+            if isinstance(cmd, click.Group):
+                walk(cmd, (*prefix, name))
+
+    walk(cli, ())
+    return out

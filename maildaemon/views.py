@@ -1,0 +1,131 @@
+"""Task views: the JSON objects of SPEC 10 (`tasks --json`, `show --json`), and their order.
+
+Pure: stored rows or freshly derived states in, plain dicts out. The same dict feeds the
+JSON output and the human tables, so both always say the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from maildaemon.coordination import Entry, TaskState
+from maildaemon.store import iso, parse_iso
+
+
+def from_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """A stored `tasks` row as the SPEC 10 task object."""
+    due = row["due_at"]
+    return {
+        "id": row["id"],
+        "subject": row["subject"],
+        "root_message_id": row["root_message_id"],
+        "client": row["client"],
+        "owner": row["owner"],
+        "status": row["status"],
+        "stage": row["stage"],
+        "opened_at": row["opened_at"],
+        "last_activity_at": row["last_activity_at"],
+        "due_at": due,
+        "overdue": bool(due and row["status"] != "closed" and parse_iso(due) < now),  # type: ignore[operator]
+        "orphaned": bool(row["orphaned"]),
+        "pending_handoff": None,
+        "messages": row["message_count"],
+        "inboxes": json.loads(row["inboxes"]),
+        "last_from": row["last_from"],
+    }
+
+
+def from_state(task_id: int, state: TaskState, now: datetime) -> dict[str, Any]:
+    """A state derived as of ``now`` (for ``--now`` in the past) as the task object."""
+    return {
+        "id": task_id,
+        "subject": state.subject,
+        "root_message_id": state.root_message_id,
+        "client": state.client,
+        "owner": state.owner,
+        "status": state.status,
+        "stage": state.stage,
+        "opened_at": iso(state.opened_at),
+        "last_activity_at": iso(state.last_activity_at),
+        "due_at": iso(state.due_at),
+        "overdue": bool(state.due_at and state.status != "closed" and state.due_at < now),
+        "orphaned": state.orphaned,
+        "pending_handoff": None,
+        "messages": state.message_count,
+        "inboxes": list(state.inboxes),
+        "last_from": state.last_from,
+    }
+
+
+def timeline_entry(e: Entry) -> dict[str, Any]:
+    m = e.stored.message
+    return {
+        "message_id": m.message_id,
+        "from": m.from_.email if m.from_ else None,
+        "from_name": m.from_.name if m.from_ else None,
+        "date": iso(e.at),
+        "kind": e.cls.kind,
+        "subject": m.subject,
+        "joined_by": e.joined_by,
+        "inboxes": list(e.stored.inboxes),
+        "auto_reason": e.cls.reason if e.cls.kind == "auto" else None,
+        "attachments": [{"filename": a.filename, "size": a.size} for a in m.attachments],
+        "defects": list(m.defects),
+        "reply_text": m.reply_text,
+    }
+
+
+def event_entry(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "at": row["at"],
+        "kind": row["kind"],
+        "rule": row["rule"],
+        "owner_from": row["owner_from"],
+        "owner_to": row["owner_to"],
+        "message_id": row["message_id"],
+        "actor": row["actor"],
+        "detail": row["detail"],
+    }
+
+
+def urgency_key(task: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Most urgent first: overdue, then by due time, then longest without activity."""
+    return (
+        not task["overdue"],
+        task["due_at"] is None,
+        task["due_at"] or "",
+        task["last_activity_at"],
+        task["id"],
+    )
+
+
+def sort_tasks(tasks: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(tasks, key=urgency_key)
+
+
+def age(since: str | None, now: datetime) -> str:
+    """A short human age: 45m, 5h, 3d."""
+    start = parse_iso(since)
+    if start is None:
+        return "-"
+    seconds = max(0, int((now - start).total_seconds()))
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    if seconds < 86400 * 2:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"
+
+
+def table(rows: Sequence[Sequence[str]], headers: Sequence[str], wrap_last: int = 0) -> str:
+    """A plain aligned table; the last column is cut to ``wrap_last`` characters if set."""
+    cells = [list(headers), *[list(r) for r in rows]]
+    if wrap_last:
+        for r in cells[1:]:
+            if len(r[-1]) > wrap_last:
+                r[-1] = r[-1][: wrap_last - 1] + "…"
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
