@@ -1,0 +1,176 @@
+"""Mail is hostile input (SPEC 11): whatever the bytes, parse_message returns a Message or
+raises ParseError, and the Message keeps its invariants. Hypothesis, ~200 examples each."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from maildaemon.errors import ParseError
+from maildaemon.model import Message
+from maildaemon.parsers import HEADER_FIELDS, parse_message
+
+DATA = Path(__file__).resolve().parent / "data" / "parsing"
+FIXTURES = [path.read_bytes() for path in sorted(DATA.glob("*.eml"))]
+NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
+CAP = 2048
+
+PROPERTY_SETTINGS = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def _utf8_clean(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
+def check(raw: bytes) -> Message | None:
+    """Parse ``raw``; a ParseError is fine, anything else fails the test. Check invariants."""
+    try:
+        m = parse_message(raw, received_at=NOW, text_cap=CAP)
+    except ParseError as e:
+        assert str(e)  # a reason is given
+        return None
+    assert isinstance(m, Message)
+    assert m.size == len(raw)
+    assert m.date.tzinfo is not None and m.date.utcoffset().total_seconds() == 0
+    if m.date_is_fallback:
+        assert m.date == NOW
+    else:
+        assert m.date.year >= 1980 and m.date <= NOW.replace(day=28)
+    assert len(m.text.encode("utf-8")) <= CAP
+    assert len(m.reply_text.encode("utf-8")) <= CAP
+    assert m.message_id.startswith("<") and m.message_id.endswith(">") and "@" in m.message_id
+    assert m.message_id not in m.in_reply_to and m.message_id not in m.references
+    assert len(set(m.references)) == len(m.references) <= 200
+    assert len(m.defects) <= 20
+    addresses = [*m.to, *m.cc, *m.reply_to, *([m.from_] if m.from_ else [])]
+    for address in addresses:
+        assert "@" in address.email and address.email == address.email.lower()
+    strings = [m.subject, m.base_subject, m.normalized_subject, m.text, m.reply_text]
+    strings += [a.name for a in addresses] + [a.filename for a in m.attachments]
+    strings += list(m.defects) + list(m.references) + list(m.in_reply_to)
+    strings += [a.content_type for a in m.attachments] + [m.message_id]
+    strings += [s for s in (m.list_id, m.precedence, m.auto_submitted, m.thread_index) if s]
+    assert all(_utf8_clean(s) for s in strings), "text that SQLite and UTF-8 sinks refuse"
+    assert all(a.size >= 0 for a in m.attachments)
+    return m
+
+
+@PROPERTY_SETTINGS
+@given(st.binary(max_size=3000))
+def test_arbitrary_bytes_give_a_message_or_parse_error(raw):
+    check(raw)
+
+
+_names = st.sampled_from([*HEADER_FIELDS, "Received", "X-Junk", "Content-Disposition"])
+_values = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from(
+        [
+            "<a@b>",
+            "a@b, <c@d>",
+            "=?utf-8?B?w7w=?=",
+            "=?x-bogus?Q?=FF=FE?=",
+            "=?utf-8?B?!!!?=",
+            "multipart/mixed; boundary=b",
+            'multipart/alternative; boundary="b"',
+            "text/html; charset=utf-7",
+            "text/plain; charset=undefined",
+            "text/plain; charset=base64",
+            "base64",
+            "quoted-printable",
+            "Thu, 32 Foo 0102",
+            "Mon, 01 Jan 0001 00:00:00 -2359",
+            "Fri, 31 Dec 9999 23:59:59 +2359",
+            '"unterminated <a@b',
+            "group: a@b, c@d;",
+            "(((((((((",
+            "AQID====",
+        ]
+    ),
+)
+_bodies = st.one_of(
+    st.binary(max_size=1500),
+    st.sampled_from(
+        [
+            b"--b\nContent-Type: text/plain\n\nhi\n--b--\n",
+            b"--b\n\n--b\nContent-Type: multipart/mixed; boundary=b\n\n--b\n",
+            b"--b\nContent-Transfer-Encoding: base64\n\n====\n",
+            b"<html><script>x<p>unclosed &#xFFFFFFFF; &bogus; <![CDATA[ x",
+            b"<!--",
+            b"<![if x]>",
+            b"\xff\xfe\x00h\x00i",
+        ]
+    ),
+)
+
+
+@st.composite
+def header_messages(draw: st.DrawFn) -> bytes:
+    fields = draw(st.lists(st.tuples(_names, _values), min_size=1, max_size=12))
+    sep = draw(st.sampled_from(["\n", "\r\n"]))
+    head = "".join(f"{name}: {value}{sep}" for name, value in fields)
+    return head.encode("utf-8", "surrogatepass") + sep.encode() + draw(_bodies)
+
+
+@PROPERTY_SETTINGS
+@given(header_messages())
+def test_generated_header_soup_gives_a_message_or_parse_error(raw):
+    check(raw)
+
+
+@st.composite
+def mutated_fixtures(draw: st.DrawFn) -> bytes:
+    raw = bytearray(draw(st.sampled_from(FIXTURES)))
+    for _ in range(draw(st.integers(1, 6))):
+        kind = draw(
+            st.sampled_from(
+                ["flip", "insert", "delete", "truncate", "duplicate", "huge", "crlf", "nul"]
+            )
+        )
+        at = draw(st.integers(0, max(len(raw) - 1, 0)))
+        if kind == "flip" and raw:
+            raw[at] ^= draw(st.integers(1, 255))
+        elif kind == "insert":
+            raw[at:at] = draw(st.binary(min_size=1, max_size=40))
+        elif kind == "delete":
+            del raw[at : at + draw(st.integers(1, 200))]
+        elif kind == "truncate":
+            del raw[at:]
+        elif kind == "duplicate":
+            line_end = raw.find(b"\n", at)
+            line_start = raw.rfind(b"\n", 0, at) + 1
+            if line_end > line_start:
+                raw[line_start:line_start] = bytes(raw[line_start : line_end + 1]) * draw(
+                    st.integers(1, 50)
+                )
+        elif kind == "huge":
+            name = draw(st.sampled_from([b"To", b"References", b"Subject", b"Content-Type"]))
+            unit = draw(st.sampled_from([b"<x@y> ", b"a@b, ", b";", b"=?utf-8?Q?x?= ", b"[x] "]))
+            raw[0:0] = name + b": " + unit * draw(st.integers(1000, 20000)) + b"\n"
+        elif kind == "crlf":
+            raw = bytearray(bytes(raw).replace(b"\n", b"\r\n"))
+        elif kind == "nul":
+            raw[at:at] = b"\x00"
+    return bytes(raw)
+
+
+@PROPERTY_SETTINGS
+@given(mutated_fixtures())
+def test_mutated_real_messages_give_a_message_or_parse_error(raw):
+    check(raw)
+
+
+def test_every_fixture_passes_the_invariants():
+    for raw in FIXTURES:
+        assert check(raw) is not None
