@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -37,7 +37,7 @@ def _fail(message: str, code: int) -> NoReturn:
 class Group(click.Group):
     """Maps errors to the exit codes of SPEC 10, also under click's test runner."""
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
@@ -237,7 +237,7 @@ def import_(app: App, paths: tuple[Path, ...], inbox: str) -> None:
 
 
 def _names(config: Config) -> str:
-    return ", ".join(i.name for i in config.inboxes) or "(none)"
+    return _listing(i.name for i in config.inboxes)
 
 
 @cli.command()
@@ -283,37 +283,20 @@ def sync(app: App, inbox_name: str | None) -> None:
 def _task_objects(app: App, *, with_messages: bool = False) -> list[dict[str, Any]]:
     """Every thread that is a task as of --now (stored state, re-derived where --now cuts)."""
     store, now = app.store, app.now
-    rows = store.query("SELECT * FROM tasks")
-    late: set[int] = set()
-    if app.pinned_now:
-        late = {
-            r[0]
-            for r in store.conn.execute(
-                "SELECT task_id FROM messages WHERE task_id IS NOT NULL "
-                "GROUP BY task_id HAVING MAX(effective_at) > ?",
-                (iso(now),),
-            )
-        }
+    late = store.tasks_active_after(now) if app.pinned_now else set()
     tasks = []
-    for row in rows:
+    for row in store.task_rows():
         if row["id"] in late:
-            task = _derive_task(app, row["id"])
-            if task is None:
+            derived = _derive_task(app, row["id"])
+            if derived is None:
                 continue
-            obj, is_task = task
+            obj, is_task = derived
         else:
-            obj, is_task = views.from_row(row, now), bool(row["is_task"])
+            obj, is_task = views.from_row(dict(row), now), bool(row["is_task"])
         if is_task:
             tasks.append(obj)
     if with_messages:
-        ids: dict[int, list[str]] = {}
-        cutoff = iso(now)
-        for task_id, mid, at in store.conn.execute(
-            "SELECT task_id, message_id, effective_at FROM messages WHERE task_id IS NOT NULL "
-            "ORDER BY effective_at, seen_at, message_id"
-        ):
-            if at is None or at <= cutoff:
-                ids.setdefault(task_id, []).append(mid)
+        ids = store.message_ids_by_task(now)
         for t in tasks:
             t["message_ids"] = ids.get(t["id"], [])
     return tasks
@@ -333,21 +316,21 @@ def _derive_task(app: App, task_id: int) -> tuple[dict[str, Any], bool] | None:
     return obj, state.is_task
 
 
+def _listing(names: Iterable[str]) -> str:
+    return ", ".join(names) or "(none)"
+
+
 def _check_filters(
     config: Config, owner: str | None, client: str | None, stage: str | None
 ) -> None:
     if owner is not None and owner != "none" and config.resolve_person(owner) is None:
-        raise UserError(
-            f"unknown person {owner!r}; the roster: {', '.join(p.name for p in config.people) or '(empty)'}"
-        )
+        roster = _listing(p.name for p in config.people)
+        raise UserError(f"unknown person {owner!r}; the roster: {roster}")
     if client is not None and config.client_by_name(client) is None:
-        raise UserError(
-            f"unknown client {client!r}; configured: {', '.join(c.name for c in config.clients) or '(none)'}"
-        )
+        clients = _listing(c.name for c in config.clients)
+        raise UserError(f"unknown client {client!r}; configured: {clients}")
     if stage is not None and stage not in config.stages:
-        raise UserError(
-            f"unknown stage {stage!r}; configured: {', '.join(config.stages) or '(none)'}"
-        )
+        raise UserError(f"unknown stage {stage!r}; configured: {_listing(config.stages)}")
 
 
 def _statuses(value: str) -> set[str]:
@@ -478,48 +461,7 @@ def show(app: App, task: str, as_json: bool) -> None:
     if as_json:
         _emit_json(obj)
         return
-    _print_show(obj, app.now)
-
-
-def _print_show(obj: dict[str, Any], now: datetime) -> None:
-    echo = click.echo
-    kind = "task" if obj["is_task"] else "thread (not a task: no client message or team tag)"
-    echo(f"#{obj['id']}  {obj['subject'] or '(no subject)'}")
-    echo(
-        f"  {kind}; client {obj['client'] or '-'}; owner {obj['owner'] or '(unowned)'}; status {obj['status']}"
-    )
-    echo(
-        f"  opened {obj['opened_at']} ({views.age(obj['opened_at'], now)} ago); last activity {obj['last_activity_at']}"
-    )
-    echo(f"  root {obj['root_message_id']}; inboxes {', '.join(obj['inboxes']) or '-'}")
-    echo("")
-    echo(f"Timeline ({obj['messages']} messages):")
-    for e in obj["timeline"]:
-        who = e["from_name"] or e["from"] or "?"
-        extra = f" [{e['auto_reason']}]" if e["auto_reason"] else ""
-        echo(f"  {e['date']}  {e['kind']:<6} {who}{extra}")
-        echo(f"      {e['subject'] or '(no subject)'}")
-        echo(f"      joined by: {_JOINED.get(e['joined_by'], e['joined_by'])}")
-        if e["defects"]:
-            echo(f"      defects: {'; '.join(e['defects'][:3])}")
-    if obj["events"]:
-        echo("")
-        echo("Events:")
-        for ev in obj["events"]:
-            echo(f"  {ev['at']}  {ev['kind']} ({ev['rule']}): {ev['detail'] or ''}")
-
-
-_JOINED = {
-    "root": "first message of the thread",
-    "in-reply-to": "In-Reply-To names a message of this thread",
-    "references": "References names a message of this thread",
-    "unseen-parent": "shares a referenced message that was never seen",
-    "referenced-by": "later messages of this thread reference it",
-    "thread-index": "Outlook Thread-Index conversation",
-    "task-ref": "[#ID] task reference in the subject",
-    "subject": "same subject, sender took part in the thread (30 days)",
-    "forward": "a team member's forward of a thread that reached a shared inbox",
-}
+    click.echo(views.render_show(obj, app.now))
 
 
 @cli.command()
@@ -528,53 +470,36 @@ _JOINED = {
 @pass_app
 def status(app: App, check: bool, as_json: bool) -> None:
     """Per inbox: last sync, messages, errors; quarantined mail; database size."""
-    store, config = app.store, app.config
-    sources = [dict(r) for r in store.query("SELECT * FROM sources ORDER BY inbox, source")]
-    by_inbox = {i.name: i for i in config.inboxes}
+    report = app.store.status_report()
+    sources = report.pop("sources")
+    per_inbox = report.pop("messages_per_inbox")
+    by_inbox = {i.name: i for i in app.config.inboxes}
     inboxes = []
     for name in sorted({*by_inbox, *(s["inbox"] for s in sources)}):
         rows = [s for s in sources if s["inbox"] == name]
-        last_ok = max((s["last_sync_at"] for s in rows if s["last_sync_at"]), default=None)
         errors = [s for s in rows if s["last_error"]]
         inboxes.append(
             {
                 "inbox": name,
                 "configured": name in by_inbox,
                 "kind": by_inbox[name].kind if name in by_inbox else "import",
-                "messages": store.conn.execute(
-                    "SELECT COUNT(DISTINCT message) FROM locations WHERE inbox = ?", (name,)
-                ).fetchone()[0],
-                "last_sync_at": last_ok,
+                "messages": per_inbox.get(name, 0),
+                "last_sync_at": max((s["last_sync_at"] or "" for s in rows), default="") or None,
                 "last_error": errors[-1]["last_error"] if errors else None,
                 "last_error_at": errors[-1]["last_error_at"] if errors else None,
                 "failing": bool(errors),
             }
         )
-    count = lambda sql: store.conn.execute(sql).fetchone()[0]  # noqa: E731
-    quarantined = [
-        dict(r)
-        for r in store.query(
-            "SELECT inbox, source, key, reason, size, seen_at FROM quarantine ORDER BY id DESC LIMIT 50"
-        )
-    ]
-    report = {
-        "database": str(store.path.resolve()),
-        "database_bytes": store.size_bytes(),
-        "messages": count("SELECT COUNT(*) FROM messages"),
-        "messages_with_defects": count("SELECT COUNT(*) FROM messages WHERE defects != '[]'"),
-        "threads": count("SELECT COUNT(*) FROM tasks"),
-        "tasks": count("SELECT COUNT(*) FROM tasks WHERE is_task = 1"),
-        "quarantined": count("SELECT COUNT(*) FROM quarantine"),
-        "inboxes": inboxes,
-        "quarantine": quarantined,
-    }
+    report["inboxes"] = inboxes
+    quarantined = report["quarantine"]
     if as_json:
         _emit_json(report)
     else:
         click.echo(f"database {report['database']} ({report['database_bytes'] / 1e6:.1f} MB)")
         click.echo(
             f"{report['messages']} messages ({report['messages_with_defects']} with defects), "
-            f"{report['threads']} threads, {report['tasks']} tasks, {report['quarantined']} quarantined"
+            f"{report['threads']} threads, {report['tasks']} tasks, "
+            f"{report['quarantined']} quarantined"
         )
         click.echo("")
         click.echo(

@@ -391,6 +391,62 @@ class Store:
             )
         ]
 
+    def task_rows(self) -> list[sqlite3.Row]:
+        return self.query("SELECT * FROM tasks")
+
+    def tasks_active_after(self, moment: datetime) -> set[int]:
+        """Tasks with a message after ``moment``: their stored state is newer than it."""
+        rows = self.conn.execute(
+            "SELECT task_id FROM messages WHERE task_id IS NOT NULL "
+            "GROUP BY task_id HAVING MAX(effective_at) > ?",
+            (iso(moment),),
+        )
+        return {r[0] for r in rows}
+
+    def message_ids_by_task(self, until: datetime) -> dict[int, list[str]]:
+        """Every task's Message-IDs up to ``until``, in timeline order."""
+        out: dict[int, list[str]] = {}
+        for task_id, mid in self.conn.execute(
+            "SELECT task_id, message_id FROM messages "
+            "WHERE task_id IS NOT NULL AND effective_at <= ? "
+            "ORDER BY effective_at, seen_at, message_id",
+            (iso(until),),
+        ):
+            out.setdefault(task_id, []).append(mid)
+        return out
+
+    def status_report(self) -> dict[str, Any]:
+        """Counts, per-source sync state and the newest quarantined mail, for `status`."""
+
+        def count(sql: str) -> int:
+            return int(self.conn.execute(sql).fetchone()[0])
+
+        per_inbox = dict(
+            self.conn.execute(
+                "SELECT inbox, COUNT(DISTINCT message) FROM locations GROUP BY inbox"
+            ).fetchall()
+        )
+        return {
+            "database": str(self.path.resolve()),
+            "database_bytes": self.size_bytes(),
+            "messages": count("SELECT COUNT(*) FROM messages"),
+            "messages_with_defects": count("SELECT COUNT(*) FROM messages WHERE defects != '[]'"),
+            "threads": count("SELECT COUNT(*) FROM tasks"),
+            "tasks": count("SELECT COUNT(*) FROM tasks WHERE is_task = 1"),
+            "quarantined": count("SELECT COUNT(*) FROM quarantine"),
+            "sources": [
+                dict(r) for r in self.query("SELECT * FROM sources ORDER BY inbox, source")
+            ],
+            "messages_per_inbox": per_inbox,
+            "quarantine": [
+                dict(r)
+                for r in self.query(
+                    "SELECT inbox, source, key, reason, size, seen_at FROM quarantine "
+                    "ORDER BY id DESC LIMIT 50"
+                )
+            ],
+        }
+
     def size_bytes(self) -> int:
         total = 0
         for suffix in ("", "-wal"):

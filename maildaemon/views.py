@@ -66,6 +66,8 @@ def timeline_entry(e: Entry) -> dict[str, Any]:
         "message_id": m.message_id,
         "from": m.from_.email if m.from_ else None,
         "from_name": m.from_.name if m.from_ else None,
+        "to": [a.email for a in m.to],
+        "cc": [a.email for a in m.cc],
         "date": iso(e.at),
         "kind": e.cls.kind,
         "subject": m.subject,
@@ -128,4 +130,47 @@ def table(rows: Sequence[Sequence[str]], headers: Sequence[str], wrap_last: int 
                 r[-1] = r[-1][: wrap_last - 1] + "…"
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    return "\n".join(lines)
+
+
+JOINED = {
+    "root": "first message of the thread",
+    "in-reply-to": "In-Reply-To names a message of this thread",
+    "references": "References names a message of this thread",
+    "unseen-parent": "shares a referenced message that was never seen",
+    "referenced-by": "later messages of this thread reference it",
+    "thread-index": "Outlook Thread-Index conversation",
+    "task-ref": "[#ID] task reference in the subject",
+    "subject": "same subject, sender took part in the thread (30 days)",
+    "forward": "a team member's forward of a thread that reached a shared inbox",
+}
+
+
+def render_show(obj: Mapping[str, Any], now: datetime) -> str:
+    """`show` for people: the task, its timeline with why each message joined, its events."""
+    kind = "task" if obj["is_task"] else "thread (not a task: no client message or team tag)"
+    owner = obj["owner"] or "(unowned)"
+    lines = [
+        f"#{obj['id']}  {obj['subject'] or '(no subject)'}",
+        f"  {kind}; client {obj['client'] or '-'}; owner {owner}; status {obj['status']}",
+        f"  opened {obj['opened_at']} ({age(obj['opened_at'], now)} ago); "
+        f"last activity {obj['last_activity_at']}",
+        f"  root {obj['root_message_id']}; inboxes {', '.join(obj['inboxes']) or '-'}",
+        "",
+        f"Timeline ({obj['messages']} messages):",
+    ]
+    for e in obj["timeline"]:
+        who = e["from_name"] or e["from"] or "?"
+        extra = f" [{e['auto_reason']}]" if e["auto_reason"] else ""
+        lines.append(f"  {e['date']}  {e['kind']:<6} {who}{extra}")
+        if e["to"]:
+            lines.append(f"      to: {', '.join(e['to'])}")
+        lines.append(f"      {e['subject'] or '(no subject)'}")
+        lines.append(f"      joined by: {JOINED.get(e['joined_by'], e['joined_by'])}")
+        if e["defects"]:
+            lines.append(f"      defects: {'; '.join(e['defects'][:3])}")
+    if obj["events"]:
+        lines += ["", "Events:"]
+        for ev in obj["events"]:
+            lines.append(f"  {ev['at']}  {ev['kind']} ({ev['rule']}): {ev['detail'] or ''}")
     return "\n".join(lines)

@@ -209,3 +209,49 @@ def test_import_into_unknown_inbox_exits_1(run_cli, write_config):
     result = run_cli("--config", cfg, "import", THREADING, "--inbox", "nope")
     assert result.exit_code == 1
     assert "unknown inbox" in result.stderr
+
+
+def _mbox_entry(n: int) -> bytes:
+    return (
+        f"From client{n}@acme.com Mon Nov 23 10:0{n}:00 2026\n"
+        f"From: Client {n} <client{n}@acme.com>\n"
+        "To: support@example.com\n"
+        f"Subject: Order {n} is late\n"
+        f"Message-ID: <order-{n}@acme.com>\n"
+        f"Date: Mon, 23 Nov 2026 10:0{n}:00 +0000\n"
+        "\n"
+        f"Where is order {n}?\n"
+        "\n"
+    ).encode()
+
+
+def test_sync_reads_an_mbox_inbox_incrementally(run_cli, write_config, tmp_path):
+    mbox = tmp_path / "support.mbox"
+    mbox.write_bytes(_mbox_entry(1) + _mbox_entry(2))
+    cfg = write_config(f'[[inboxes]]\nname = "support"\nmbox = "{mbox}"\n')
+    first = run_cli("--config", cfg, "sync")
+    assert first.exit_code == 0, first.output
+    assert "2 read, 2 new" in first.stderr
+    with mbox.open("ab") as f:
+        f.write(_mbox_entry(3))
+    second = run_cli("--config", cfg, "sync")
+    assert "1 read, 1 new" in second.stderr
+    tasks = json.loads(run_cli("--config", cfg, "tasks", "--json").stdout)
+    assert sorted(t["subject"] for t in tasks) == [f"Order {n} is late" for n in (1, 2, 3)]
+
+
+def test_unparseable_mail_is_quarantined_and_shown_in_status(run_cli, write_config, tmp_path):
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (folder / "empty.eml").write_bytes(b"")
+    shutil.copy(THREADING / "chain" / "01.eml", folder / "good.eml")
+    cfg = write_config()
+    result = run_cli("--config", cfg, "import", folder)
+    assert result.exit_code == 0, result.output  # quarantined mail is not a failure
+    assert "1 quarantined" in result.stderr
+    report = json.loads(run_cli("--config", cfg, "status", "--json").stdout)
+    assert report["quarantined"] == 1 and report["messages"] == 1
+    assert report["quarantine"][0]["key"].startswith("sha1:")
+    assert report["quarantine"][0]["reason"]
+    text = run_cli("--config", cfg, "status").stdout
+    assert "Quarantined" in text
