@@ -96,7 +96,8 @@ def main() -> None:
             f"quarantined: {quarantined}"
         )
         print(
-            f"import:          {wall:7.2f} s  {files / wall:7.0f} messages/s  peak RSS {rss:6.1f} MB"
+            f"import:          {wall:7.2f} s  {files / wall:7.0f} messages/s  "
+            f"peak RSS {rss:6.1f} MB"
         )
         print(f"second import:   {wall2:7.2f} s  peak RSS {rss2:6.1f} MB")
         print(f"tasks --json:    {t_tasks:7.2f} s  peak RSS {rss_tasks:6.1f} MB")

@@ -113,7 +113,8 @@ def test_installed_wheel_carries_the_migrations(tmp_path):
         "import maildaemon, sys; from maildaemon.store import Store\n"
         "assert maildaemon.__file__.startswith(sys.argv[1]), maildaemon.__file__\n"
         "s = Store('fresh.db')\n"
-        "print(sorted(r[0] for r in s.conn.execute(\"SELECT name FROM sqlite_master WHERE type='table'\")))\n"
+        "q = \"SELECT name FROM sqlite_master WHERE type='table'\"\n"
+        "print(sorted(r[0] for r in s.conn.execute(q)))\n"
     )
     out = subprocess.run(
         [py, "-c", script, site],
