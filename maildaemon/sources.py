@@ -61,16 +61,18 @@ def maildir_items(folder: Path, skip: set[str]) -> Iterator[Item]:
         d = folder / sub
         if not d.is_dir():
             continue
-        for entry in os.scandir(d):
+        # Sorted, so the first of two copies of one Message-ID is the same on every disk.
+        for entry in sorted(os.scandir(d), key=lambda e: e.name):
             if not entry.is_file() or entry.name.startswith("."):
                 continue
             key = entry.name.split(":", 1)[0]
             if key in skip:
                 continue
             stamp = key.split(".", 1)[0]
+            # Maildir names start with the delivery time in Unix seconds ("1763650000.M1P2.host").
             received = (
                 datetime.fromtimestamp(int(stamp), UTC)
-                if stamp.isdigit() and len(stamp) <= 11
+                if stamp.isdigit() and 9 <= len(stamp) <= 11
                 else _mtime(entry.path)
             )
             yield Item(key, entry.path, 0, -1, received)

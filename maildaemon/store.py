@@ -160,7 +160,9 @@ class Store:
     ) -> list[str]:
         """Store one batch and the source's progress in one transaction.
 
-        Returns the Message-IDs that were new.
+        Returns the Message-IDs that were new, or replaced: a copy of a stored Message-ID
+        that arrives with other threading headers (re-sent to start a new thread, say)
+        replaces the stored headers, so the later delivery decides where it belongs.
 
         A Message-ID already stored (another inbox, a duplicate delivery) adds only a location.
         """
@@ -168,8 +170,22 @@ class Store:
         new: list[str] = []
         with self.write() as c:
             for key, m in items:
-                row = c.execute("SELECT id FROM messages WHERE message_id = ?", (m.message_id,))
+                row = c.execute(
+                    "SELECT id, in_reply_to, refs FROM messages WHERE message_id = ?",
+                    (m.message_id,),
+                )
                 found = row.fetchone()
+                if found is not None and (found[1], found[2]) != (
+                    json.dumps(m.in_reply_to),
+                    json.dumps(m.references),
+                ):
+                    # A copy re-sent with other threading headers: the later delivery wins.
+                    sets = ", ".join(f"{col} = ?" for col in _MESSAGE_FIELDS)
+                    c.execute(
+                        f"UPDATE messages SET {sets} WHERE id = ?",
+                        (*_message_values(m, seen, shared)[: len(_MESSAGE_FIELDS)], found[0]),
+                    )
+                    new.append(m.message_id)
                 if found is None:
                     cur = c.execute(_INSERT_MESSAGE, _message_values(m, seen, shared))
                     rowid = cur.lastrowid
@@ -491,6 +507,10 @@ class DerivedWrites:
         )
 
 
+_MESSAGE_FIELDS = (
+    "message_id, synthetic_id, in_reply_to, refs, from_name, from_addr, to_addrs, cc_addrs, "
+    "reply_to, date, date_is_fallback"
+).split(", ")
 _INSERT_MESSAGE = (
     "INSERT INTO messages (message_id, synthetic_id, in_reply_to, refs, from_name, from_addr, "
     "to_addrs, cc_addrs, reply_to, date, date_is_fallback, seen_at, subject, base_subject, "
