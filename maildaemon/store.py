@@ -167,42 +167,61 @@ class Store:
         A Message-ID already stored (another inbox, a duplicate delivery) adds only a location.
         """
         seen = iso(seen_at)
-        new: list[str] = []
+        latest: dict[str, Message] = {}  # the last copy of each Message-ID in the batch
+        for _, m in items:
+            latest[m.message_id] = m
         with self.write() as c:
-            for key, m in items:
-                row = c.execute(
-                    "SELECT id, in_reply_to, refs FROM messages WHERE message_id = ?",
-                    (m.message_id,),
+            existing = {
+                mid: (rowid, (irt, refs))
+                for rowid, mid, irt, refs in c.execute(
+                    "SELECT id, message_id, in_reply_to, refs "
+                    "FROM messages WHERE message_id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(list(latest)),),
                 )
-                found = row.fetchone()
-                if found is not None and (found[1], found[2]) != (
-                    json.dumps(m.in_reply_to),
-                    json.dumps(m.references),
-                ):
-                    # A copy re-sent with other threading headers: the later delivery wins.
-                    sets = ", ".join(f"{col} = ?" for col in _MESSAGE_FIELDS)
-                    c.execute(
-                        f"UPDATE messages SET {sets} WHERE id = ?",
-                        (*_message_values(m, seen, shared)[: len(_MESSAGE_FIELDS)], found[0]),
+            }
+            inserts = [m for mid, m in latest.items() if mid not in existing]
+            # A copy re-sent with other threading headers replaces the stored one.
+            replaced = [
+                (m, existing[mid][0])
+                for mid, m in latest.items()
+                if mid in existing
+                and existing[mid][1] != (json.dumps(m.in_reply_to), json.dumps(m.references))
+            ]
+            c.executemany(_INSERT_MESSAGE, [_message_values(m, seen, shared) for m in inserts])
+            c.executemany(
+                f"UPDATE messages SET {_REPLACE_SET} WHERE id = ?",
+                [
+                    (*_message_values(m, seen, shared)[:_REPLACED_COLUMNS], rowid)
+                    for m, rowid in replaced
+                ],
+            )
+            rowids = {mid: rowid for mid, (rowid, _) in existing.items()}
+            if inserts:
+                rowids.update(
+                    (mid, rowid)
+                    for rowid, mid in c.execute(
+                        "SELECT id, message_id FROM messages "
+                        "WHERE message_id IN (SELECT value FROM json_each(?))",
+                        (json.dumps([m.message_id for m in inserts]),),
                     )
-                    new.append(m.message_id)
-                if found is None:
-                    cur = c.execute(_INSERT_MESSAGE, _message_values(m, seen, shared))
-                    rowid = cur.lastrowid
-                    c.execute(
-                        "INSERT INTO bodies (message, text, reply_text) VALUES (?, ?, ?)",
-                        (rowid, m.text, m.reply_text),
-                    )
-                    new.append(m.message_id)
-                else:
-                    rowid = found[0]
-                    if shared:
-                        c.execute("UPDATE messages SET shared = 1 WHERE id = ?", (rowid,))
-                c.execute(
-                    "INSERT OR IGNORE INTO locations (message, inbox, source, key, seen_at) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (rowid, inbox, source, key, seen),
                 )
+            c.executemany(
+                "INSERT OR REPLACE INTO bodies (message, text, reply_text) VALUES (?, ?, ?)",
+                [
+                    (rowids[m.message_id], m.text, m.reply_text)
+                    for m in (*inserts, *(m for m, _ in replaced))
+                ],
+            )
+            if shared:
+                c.executemany(
+                    "UPDATE messages SET shared = 1 WHERE id = ? AND shared = 0",
+                    [(rowid,) for rowid, _ in existing.values()],
+                )
+            c.executemany(
+                "INSERT OR IGNORE INTO locations (message, inbox, source, key, seen_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(rowids[m.message_id], inbox, source, key, seen) for key, m in items],
+            )
             for key, reason, size in quarantined:
                 c.execute(
                     "INSERT OR IGNORE INTO quarantine (inbox, source, key, reason, size, seen_at) "
@@ -212,7 +231,7 @@ class Store:
             fields = dict(progress or {})
             fields["messages"] = len(items)
             self._upsert_source(c, inbox, source, fields, add_messages=True)
-        return new
+        return [m.message_id for m in inserts] + [m.message_id for m, _ in replaced]
 
     def record_sync(
         self, inbox: str, source: str, *, at: datetime, error: str | None = None
@@ -507,17 +526,41 @@ class DerivedWrites:
         )
 
 
-_MESSAGE_FIELDS = (
-    "message_id, synthetic_id, in_reply_to, refs, from_name, from_addr, to_addrs, cc_addrs, "
-    "reply_to, date, date_is_fallback"
-).split(", ")
+_MESSAGE_COLUMNS = [
+    "message_id",
+    "synthetic_id",
+    "in_reply_to",
+    "refs",
+    "from_name",
+    "from_addr",
+    "to_addrs",
+    "cc_addrs",
+    "reply_to",
+    "date",
+    "date_is_fallback",
+    "subject",
+    "base_subject",
+    "normalized_subject",
+    "is_forward",
+    "thread_index",
+    "auto_submitted",
+    "precedence",
+    "x_autoreply",
+    "list_id",
+    "attachments",
+    "defects",
+    "size",
+    "seen_at",
+    "shared",
+]
 _INSERT_MESSAGE = (
-    "INSERT INTO messages (message_id, synthetic_id, in_reply_to, refs, from_name, from_addr, "
-    "to_addrs, cc_addrs, reply_to, date, date_is_fallback, seen_at, subject, base_subject, "
-    "normalized_subject, is_forward, thread_index, auto_submitted, precedence, x_autoreply, "
-    "list_id, attachments, defects, size, shared) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _MESSAGE_COLUMNS)})"
 )
+# Replacing a stored copy rewrites what the mail says, not when it was first seen, nor
+# `shared` (which only ever turns on, below).
+_REPLACED_COLUMNS = _MESSAGE_COLUMNS.index("seen_at")
+_REPLACE_SET = ", ".join(f"{col} = ?" for col in _MESSAGE_COLUMNS[:_REPLACED_COLUMNS])
 
 
 def _message_values(m: Message, seen_at: str | None, shared: bool) -> tuple[Any, ...]:
@@ -533,7 +576,6 @@ def _message_values(m: Message, seen_at: str | None, shared: bool) -> tuple[Any,
         _addrs(m.reply_to),
         iso(m.date),
         int(m.date_is_fallback),
-        seen_at,
         m.subject,
         m.base_subject,
         m.normalized_subject,
@@ -548,6 +590,7 @@ def _message_values(m: Message, seen_at: str | None, shared: bool) -> tuple[Any,
         ),
         json.dumps(list(m.defects), ensure_ascii=False),
         m.size,
+        seen_at,
         int(shared),
     )
 

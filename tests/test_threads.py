@@ -207,3 +207,25 @@ def test_import_is_idempotent(tmp_path):
         _import(store, FIXTURES)
         after = store.query("SELECT message_id, task_id, joined_by FROM messages ORDER BY 1")
         assert [tuple(r) for r in before] == [tuple(r) for r in after]
+
+
+def test_a_resent_copy_with_other_threading_headers_replaces_the_stored_one(tmp_path):
+    """An author re-sends a mail (same Message-ID) without In-Reply-To to start afresh."""
+    d = FIXTURES / "chain"
+    first = (d / "02.eml").read_bytes()
+    message_id = parse_message(first, received_at=SEEN).message_id
+    head, body = first.split(b"\n\n", 1)
+    detached = b"\n".join(
+        line
+        for line in head.split(b"\n")
+        if not line.lower().startswith((b"in-reply-to:", b"references:", b" ", b"\t"))
+        or line.lower().startswith(b"subject:")
+    )
+    resent = tmp_path / "resent.eml"
+    resent.write_bytes(detached + b"\n\n" + body)
+    with Store(tmp_path / "t.db") as store:
+        _import(store, d / "01.eml", d / "02.eml")
+        assert _task_of(store, d / "01.eml") == store.resolve_task(message_id)
+        _import(store, resent)
+        assert store.query("SELECT COUNT(*) AS n FROM messages")[0]["n"] == 2
+        assert _task_of(store, d / "01.eml") != store.resolve_task(message_id)
