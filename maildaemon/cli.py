@@ -292,7 +292,7 @@ def _task_objects(app: App, *, with_messages: bool = False) -> list[dict[str, An
                 continue
             obj, is_task = derived
         else:
-            obj, is_task = views.from_row(dict(row), now), bool(row["is_task"])
+            obj, is_task = views.from_row(dict(row), now, app.config), bool(row["is_task"])
         if is_task:
             tasks.append(obj)
     if with_messages:
@@ -308,11 +308,15 @@ def _derive_task(app: App, task_id: int) -> tuple[dict[str, Any], bool] | None:
         return None
     stored = {s.message.message_id: s for s, _ in loaded}
     thread = Thread(tuple(stored), tuple(j for _, j in loaded))
-    state = derive(thread, stored, app.config, app.now)
+    commands = app.store.commands(task_id).get(task_id, [])
+    state = derive(thread, stored, app.config, app.now, commands)
     if state is None:
         return None
     obj = views.from_state(task_id, state, app.now)
     obj["timeline"] = [views.timeline_entry(e) for e in state.timeline]
+    obj["events"] = [views.state_event(e) for e in state.events]
+    obj["clocks"] = [views.clock_entry(c, app.now) for c in state.clocks]
+    obj["sla"] = {"tier": state.sla, "calendar": state.calendar}
     return obj, state.is_task
 
 
@@ -418,9 +422,9 @@ def tasks(
         (
             str(t["id"]),
             t["client"] or "-",
-            t["owner"] or "(unowned)",
+            views.owner_cell(t),
             t["status"],
-            views.age(t["opened_at"], now),
+            views.due_cell(t, now),
             views.age(t["last_activity_at"], now),
             str(t["messages"]),
             t["last_from"] or "-",
@@ -431,7 +435,7 @@ def tasks(
     click.echo(
         views.table(
             rows,
-            ("ID", "CLIENT", "OWNER", "STATUS", "AGE", "IDLE", "MSGS", "LAST FROM", "SUBJECT"),
+            ("ID", "CLIENT", "OWNER", "STATUS", "DUE", "IDLE", "MSGS", "LAST FROM", "SUBJECT"),
             wrap_last=60,
         )
     )
@@ -455,9 +459,12 @@ def show(app: App, task: str, as_json: bool) -> None:
     obj, is_task = derived
     cutoff = iso(app.now) or ""
     obj["is_task"] = is_task
-    obj["events"] = [
-        views.event_entry(e) for e in app.store.events_for(task_id) if e["at"] <= cutoff
+    threading = [
+        views.event_entry(e)
+        for e in app.store.events_for(task_id)
+        if e["at"] <= cutoff and not e["derived"]
     ]
+    obj["events"] = sorted(obj["events"] + threading, key=lambda e: e["at"])
     if as_json:
         _emit_json(obj)
         return

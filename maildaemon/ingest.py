@@ -230,6 +230,7 @@ def rederive(
         store.aliases(),
         config,
         now,
+        store.commands(),
     )
     if result.writes:
         store.write_derived(result.writes)

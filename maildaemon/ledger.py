@@ -17,6 +17,7 @@ from typing import Any
 from maildaemon.config import Config
 from maildaemon.coordination import TaskState, derive
 from maildaemon.model import Stored
+from maildaemon.ownership import Command
 from maildaemon.store import DerivedWrites, Row, iso
 from maildaemon.threads import Rules, Thread, thread_messages
 
@@ -48,7 +49,25 @@ def task_values(state: TaskState, fingerprint: str) -> tuple[Any, ...]:
         json.dumps(list(state.inboxes)),
         state.last_from,
         fingerprint,
+        state.pending.from_ if state.pending else None,
+        state.pending.to if state.pending else None,
+        iso(state.pending.at) if state.pending else None,
+        iso(state.pending.due_at) if state.pending else None,
+        state.flag,
     )
+
+
+def derived_rows(state: TaskState) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """The replay's events and the clocks of a state, as store rows."""
+    events = [
+        (iso(e.at), e.kind, e.rule, e.owner_from, e.owner_to, e.message_id, e.actor, e.detail)
+        for e in state.events
+    ]
+    clocks = [
+        (c.kind, iso(c.started_at), iso(c.due_at), iso(c.stopped_at), c.outcome, c.detail)
+        for c in state.clocks
+    ]
+    return events, clocks
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +104,7 @@ def plan(
     aliases: Mapping[int, int],
     config: Config,
     now: datetime,
+    commands: Mapping[int, Sequence[Command]] | None = None,
 ) -> Plan:
     """Everything that must change in the store for it to match the messages and config."""
     by_id = {s.message.message_id: s for s in stored}
@@ -99,16 +119,19 @@ def plan(
     at = iso(now) or ""
     next_placeholder = -1
     tasks = 0
+    commands = commands or {}
     for idx, thread in enumerate(threads):
-        state = derive(thread, by_id, config, now)
+        mine = sorted(owned.get(idx, ()), key=lambda t: (opened[t][0] if t in opened else "", t))
+        given = sorted((c for t in mine for c in commands.get(t, ())), key=lambda c: c.at)
+        state = derive(thread, by_id, config, now, given)
         if state is None:
             continue
-        mine = sorted(owned.get(idx, ()), key=lambda t: (opened[t][0] if t in opened else "", t))
         values = task_values(state, fingerprint)
         if mine:
             task_id = mine[0]
-            if current.get(task_id) != values:
+            if current.get(task_id) != values or len(mine) > 1:
                 writes.changed_tasks.append((task_id, values))
+                writes.derived[task_id] = derived_rows(state)
             for other in mine[1:]:
                 writes.aliases.append((other, task_id, at))
                 writes.events.append(
@@ -125,6 +148,7 @@ def plan(
             task_id = next_placeholder
             next_placeholder -= 1
             writes.new_tasks.append((task_id, values))
+            writes.derived[task_id] = derived_rows(state)
         tasks += state.is_task
         for entry in state.timeline:
             mid = entry.message_id

@@ -11,7 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -22,6 +22,7 @@ from sqlite_utils import Migrations
 
 from maildaemon.errors import OperationError
 from maildaemon.model import Address, Attachment, Message, Stored
+from maildaemon.ownership import Command
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -393,12 +394,29 @@ class Store:
                 )
                 c.execute("UPDATE task_aliases SET task_id = ? WHERE task_id = ?", (new_id, old))
                 c.execute("UPDATE events SET task_id = ? WHERE task_id = ?", (new_id, old))
+                c.execute("UPDATE commands SET task_id = ? WHERE task_id = ?", (new_id, old))
+                c.execute("DELETE FROM clocks WHERE task_id = ?", (old,))
+                c.execute("DELETE FROM events WHERE task_id = ? AND derived = 1", (new_id,))
                 c.execute("DELETE FROM tasks WHERE id = ?", (old,))
             for task, at, kind, rule, message_id, detail in plan.events:
                 c.execute(
                     "INSERT INTO events (task_id, at, kind, rule, message_id, detail) "
                     "VALUES (?, ?, ?, ?, ?, ?)",
                     (ids.get(task, task), at, kind, rule, message_id, detail),
+                )
+            for task, (events, task_clocks) in plan.derived.items():
+                task_id = ids.get(task, task)
+                c.execute("DELETE FROM events WHERE task_id = ? AND derived = 1", (task_id,))
+                c.execute("DELETE FROM clocks WHERE task_id = ?", (task_id,))
+                c.executemany(
+                    "INSERT INTO events (task_id, at, kind, rule, owner_from, owner_to, "
+                    "message_id, actor, detail, derived) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+                    [(task_id, *e) for e in events],
+                )
+                c.executemany(
+                    "INSERT INTO clocks (task_id, kind, started_at, due_at, stopped_at, outcome, "
+                    "detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(task_id, *k) for k in task_clocks],
                 )
 
     # -- reading --------------------------------------------------------------------------
@@ -426,6 +444,28 @@ class Store:
             )
         ]
 
+    def add_command(self, task_id: int, command: Command) -> None:
+        with self.write() as c:
+            c.execute(
+                "INSERT INTO commands (task_id, at, actor, verb, arg, note) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (task_id, iso(command.at), command.actor, command.verb, command.arg, command.note),
+            )
+
+    def commands(self, task_id: int | None = None) -> dict[int, list[Command]]:
+        """The CLI commands given on each task (or on one), in the order given."""
+        sql = "SELECT task_id, at, actor, verb, arg, note FROM commands"
+        params: tuple[Any, ...] = ()
+        if task_id is not None:
+            sql += " WHERE task_id = ?"
+            params = (task_id,)
+        out: dict[int, list[Command]] = {}
+        for task, at, actor, verb, arg, note in self.conn.execute(sql + " ORDER BY at, id", params):
+            out.setdefault(task, []).append(
+                Command(parse_iso(at), actor, verb, arg, note)  # type: ignore[arg-type]
+            )
+        return out
+
     def task_rows(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM tasks")
 
@@ -433,8 +473,9 @@ class Store:
         """Tasks with a message after ``moment``: their stored state is newer than it."""
         rows = self.conn.execute(
             "SELECT task_id FROM messages WHERE task_id IS NOT NULL "
-            "GROUP BY task_id HAVING MAX(effective_at) > ?",
-            (iso(moment),),
+            "GROUP BY task_id HAVING MAX(effective_at) > ? "
+            "UNION SELECT task_id FROM commands WHERE at > ?",
+            (iso(moment), iso(moment)),
         )
         return {r[0] for r in rows}
 
@@ -507,6 +548,11 @@ TASK_COLUMNS = (
     "inboxes",
     "last_from",
     "config_fingerprint",
+    "pending_from",
+    "pending_to",
+    "pending_at",
+    "pending_due_at",
+    "flag",
 )
 
 
@@ -519,10 +565,21 @@ class DerivedWrites:
     message_rows: list[tuple[str, tuple[int | None, str | None, str | None, str | None]]]
     aliases: list[tuple[int, int, str]]
     events: list[tuple[int, str, str, str, str | None, str | None]]
+    # Per task (placeholder ids too): its replayed events and its clocks, replacing the
+    # stored ones. Event rows: (at, kind, rule, owner_from, owner_to, message_id, actor,
+    # detail); clock rows: (kind, started_at, due_at, stopped_at, outcome, detail).
+    derived: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = field(
+        default_factory=dict
+    )
 
     def __bool__(self) -> bool:
         return bool(
-            self.new_tasks or self.changed_tasks or self.message_rows or self.aliases or self.events
+            self.new_tasks
+            or self.changed_tasks
+            or self.message_rows
+            or self.aliases
+            or self.events
+            or self.derived
         )
 
 

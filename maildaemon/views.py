@@ -8,16 +8,41 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from maildaemon.clocks import Clock
+from maildaemon.config import Config
 from maildaemon.coordination import Entry, TaskState
+from maildaemon.ownership import Event, orphan_reason
 from maildaemon.store import iso, parse_iso
 
 
-def from_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
-    """A stored `tasks` row as the SPEC 10 task object."""
+def _day(config: Config, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(config.daemon.timezone)).date()
+
+
+def _pending(
+    frm: str | None, to: str | None, at: str | None, due: str | None, now: datetime
+) -> dict[str, Any] | None:
+    if to is None:
+        return None
+    due_at = parse_iso(due)
+    return {
+        "from": frm,
+        "to": to,
+        "at": at,
+        "due_at": due,
+        "overdue": bool(due_at is not None and now > due_at),
+    }
+
+
+def from_row(row: Mapping[str, Any], now: datetime, config: Config) -> dict[str, Any]:
+    """A stored `tasks` row as the SPEC 10 task object, with clocks evaluated at ``now``."""
     due = row["due_at"]
+    due_at = parse_iso(due)
+    orphan = orphan_reason(row["owner"], row["flag"], config, _day(config, now))
     return {
         "id": row["id"],
         "subject": row["subject"],
@@ -29,9 +54,12 @@ def from_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
         "opened_at": row["opened_at"],
         "last_activity_at": row["last_activity_at"],
         "due_at": due,
-        "overdue": bool(due and row["status"] != "closed" and parse_iso(due) < now),  # type: ignore[operator]
-        "orphaned": bool(row["orphaned"]),
-        "pending_handoff": None,
+        "overdue": bool(due_at is not None and row["status"] != "closed" and now > due_at),
+        "orphaned": orphan is not None,
+        "orphan_reason": orphan,
+        "pending_handoff": _pending(
+            row["pending_from"], row["pending_to"], row["pending_at"], row["pending_due_at"], now
+        ),
         "messages": row["message_count"],
         "inboxes": json.loads(row["inboxes"]),
         "last_from": row["last_from"],
@@ -40,6 +68,7 @@ def from_row(row: Mapping[str, Any], now: datetime) -> dict[str, Any]:
 
 def from_state(task_id: int, state: TaskState, now: datetime) -> dict[str, Any]:
     """A state derived as of ``now`` (for ``--now`` in the past) as the task object."""
+    p = state.pending
     return {
         "id": task_id,
         "subject": state.subject,
@@ -51,12 +80,40 @@ def from_state(task_id: int, state: TaskState, now: datetime) -> dict[str, Any]:
         "opened_at": iso(state.opened_at),
         "last_activity_at": iso(state.last_activity_at),
         "due_at": iso(state.due_at),
-        "overdue": bool(state.due_at and state.status != "closed" and state.due_at < now),
+        "overdue": state.overdue,
         "orphaned": state.orphaned,
-        "pending_handoff": None,
+        "orphan_reason": state.orphan_reason,
+        "pending_handoff": _pending(p.from_, p.to, iso(p.at), iso(p.due_at), now)
+        if p is not None
+        else None,
         "messages": state.message_count,
         "inboxes": list(state.inboxes),
         "last_from": state.last_from,
+    }
+
+
+def clock_entry(c: Clock, now: datetime) -> dict[str, Any]:
+    return {
+        "kind": c.kind,
+        "started_at": iso(c.started_at),
+        "due_at": iso(c.due_at),
+        "stopped_at": iso(c.stopped_at),
+        "outcome": c.outcome,
+        "overdue": c.overdue(now),
+        "detail": c.detail,
+    }
+
+
+def state_event(e: Event) -> dict[str, Any]:
+    return {
+        "at": iso(e.at),
+        "kind": e.kind,
+        "rule": e.rule,
+        "owner_from": e.owner_from,
+        "owner_to": e.owner_to,
+        "message_id": e.message_id,
+        "actor": e.actor,
+        "detail": e.detail,
     }
 
 
@@ -119,6 +176,24 @@ def age(since: str | None, now: datetime) -> str:
     if seconds < 86400 * 2:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+def owner_cell(task: Mapping[str, Any]) -> str:
+    """The owner as a table shows it: unowned, or waiting for acknowledgement."""
+    owner = task["owner"] or "(unowned)"
+    if task["pending_handoff"] is not None:
+        owner += " (unacked)"
+    return owner
+
+
+def due_cell(task: Mapping[str, Any], now: datetime) -> str:
+    """``OVERDUE 3h``, ``in 45m``, or ``-``."""
+    due = parse_iso(task["due_at"])
+    if due is None or task["status"] == "closed":
+        return "-"
+    if now > due:
+        return f"OVERDUE {age(task['due_at'], now)}"
+    return f"in {age(iso(now), due)}"
 
 
 def table(rows: Sequence[Sequence[str]], headers: Sequence[str], wrap_last: int = 0) -> str:

@@ -9,6 +9,24 @@ CREATE TABLE bodies (
     text TEXT NOT NULL DEFAULT '',
     reply_text TEXT NOT NULL DEFAULT ''
 );
+CREATE TABLE clocks (
+    task_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    started_at TEXT NOT NULL,
+    due_at TEXT NOT NULL,
+    stopped_at TEXT,
+    outcome TEXT NOT NULL,
+    detail TEXT
+);
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY,
+    task_id INTEGER NOT NULL,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    verb TEXT NOT NULL,
+    arg TEXT,
+    note TEXT
+);
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     task_id INTEGER NOT NULL,
@@ -20,7 +38,7 @@ CREATE TABLE events (
     owner_from TEXT,
     owner_to TEXT,
     detail TEXT
-);
+, derived INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE locations (
     message INTEGER NOT NULL REFERENCES messages(id),
     inbox TEXT NOT NULL,
@@ -110,7 +128,9 @@ CREATE TABLE tasks (
     last_from TEXT,
     config_fingerprint TEXT,
     derived_at TEXT
-);
+, pending_from TEXT, pending_to TEXT, pending_at TEXT, pending_due_at TEXT, flag TEXT);
+CREATE INDEX clocks_task ON clocks(task_id);
+CREATE INDEX commands_task ON commands(task_id, at);
 CREATE INDEX events_task ON events(task_id, at);
 CREATE UNIQUE INDEX "idx__sqlite_migrations_migration_set_name"
     ON "_sqlite_migrations" ("migration_set", "name");
