@@ -114,7 +114,7 @@ def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
-def _emit_json(data: Any) -> None:
+def emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
@@ -237,7 +237,7 @@ def import_(app: App, paths: tuple[Path, ...], inbox: str) -> None:
 
 
 def _names(config: Config) -> str:
-    return _listing(i.name for i in config.inboxes)
+    return listing(i.name for i in config.inboxes)
 
 
 @cli.command()
@@ -280,14 +280,14 @@ def sync(app: App, inbox_name: str | None) -> None:
 # -- reading -----------------------------------------------------------------------------
 
 
-def _task_objects(app: App, *, with_messages: bool = False) -> list[dict[str, Any]]:
+def task_objects(app: App, *, with_messages: bool = False) -> list[dict[str, Any]]:
     """Every thread that is a task as of --now (stored state, re-derived where --now cuts)."""
     store, now = app.store, app.now
     late = store.tasks_active_after(now) if app.pinned_now else set()
     tasks = []
     for row in store.task_rows():
         if row["id"] in late:
-            derived = _derive_task(app, row["id"])
+            derived = derive_task(app, row["id"])
             if derived is None:
                 continue
             obj, is_task = derived
@@ -302,7 +302,7 @@ def _task_objects(app: App, *, with_messages: bool = False) -> list[dict[str, An
     return tasks
 
 
-def _derive_task(app: App, task_id: int) -> tuple[dict[str, Any], bool] | None:
+def derive_task(app: App, task_id: int) -> tuple[dict[str, Any], bool] | None:
     loaded = app.store.load_thread(task_id)
     if not loaded:
         return None
@@ -320,7 +320,7 @@ def _derive_task(app: App, task_id: int) -> tuple[dict[str, Any], bool] | None:
     return obj, state.is_task
 
 
-def _listing(names: Iterable[str]) -> str:
+def listing(names: Iterable[str]) -> str:
     return ", ".join(names) or "(none)"
 
 
@@ -328,13 +328,13 @@ def _check_filters(
     config: Config, owner: str | None, client: str | None, stage: str | None
 ) -> None:
     if owner is not None and owner != "none" and config.resolve_person(owner) is None:
-        roster = _listing(p.name for p in config.people)
+        roster = listing(p.name for p in config.people)
         raise UserError(f"unknown person {owner!r}; the roster: {roster}")
     if client is not None and config.client_by_name(client) is None:
-        clients = _listing(c.name for c in config.clients)
+        clients = listing(c.name for c in config.clients)
         raise UserError(f"unknown client {client!r}; configured: {clients}")
     if stage is not None and stage not in config.stages:
-        raise UserError(f"unknown stage {stage!r}; configured: {_listing(config.stages)}")
+        raise UserError(f"unknown stage {stage!r}; configured: {listing(config.stages)}")
 
 
 def _statuses(value: str) -> set[str]:
@@ -394,7 +394,7 @@ def tasks(
         person = config.resolve_person(owner)
         owner_name = person.name if person else owner
     selected = []
-    for t in _task_objects(app, with_messages=with_messages and as_json):
+    for t in task_objects(app, with_messages=with_messages and as_json):
         if t["status"] not in wanted:
             continue
         if unowned and t["owner"] is not None:
@@ -412,7 +412,7 @@ def tasks(
         selected.append(t)
     selected = views.sort_tasks(selected)
     if as_json:
-        _emit_json(selected)
+        emit_json(selected)
         return
     if not selected:
         click.echo("no tasks match", err=True)
@@ -453,7 +453,7 @@ def show(app: App, task: str, as_json: bool) -> None:
     task_id = app.store.resolve_task(task)
     if task_id is None:
         raise UserError(f"unknown task {task!r}: no task id or Message-ID matches")
-    derived = _derive_task(app, task_id)
+    derived = derive_task(app, task_id)
     if derived is None:
         raise UserError(f"task {task_id} has no messages as of {iso(app.now)}")
     obj, is_task = derived
@@ -466,7 +466,7 @@ def show(app: App, task: str, as_json: bool) -> None:
     ]
     obj["events"] = sorted(obj["events"] + threading, key=lambda e: e["at"])
     if as_json:
-        _emit_json(obj)
+        emit_json(obj)
         return
     click.echo(views.render_show(obj, app.now))
 
@@ -500,7 +500,7 @@ def status(app: App, check: bool, as_json: bool) -> None:
     report["inboxes"] = inboxes
     quarantined = report["quarantine"]
     if as_json:
-        _emit_json(report)
+        emit_json(report)
     else:
         click.echo(f"database {report['database']} ({report['database_bytes'] / 1e6:.1f} MB)")
         click.echo(
@@ -550,3 +550,7 @@ def command_names() -> list[str]:
 
     walk(cli, ())
     return out
+
+
+# Commands in other modules register themselves on `cli` when imported.
+from maildaemon import cli_manage  # noqa: E402, F401

@@ -18,11 +18,13 @@ from pathlib import Path
 
 from maildaemon import ledger, sources
 from maildaemon.config import Config, Inbox
+from maildaemon.coordination import TaskState, derive
 from maildaemon.errors import ParseError, UserError
 from maildaemon.model import Message
 from maildaemon.parsers import parse_message
 from maildaemon.parsers.message import strip_from_line
-from maildaemon.store import Store
+from maildaemon.store import DerivedWrites, Store
+from maildaemon.threads import Thread
 
 log = logging.getLogger(__name__)
 
@@ -235,3 +237,20 @@ def rederive(
     if result.writes:
         store.write_derived(result.writes)
     return result
+
+
+def refresh_task(store: Store, config: Config, task_id: int, now: datetime) -> TaskState | None:
+    """Re-derive one task after a command on it (its thread is unchanged)."""
+    loaded = store.load_thread(task_id)
+    if not loaded:
+        return None
+    stored = {s.message.message_id: s for s, _ in loaded}
+    thread = Thread(tuple(stored), tuple(joined for _, joined in loaded))
+    state = derive(thread, stored, config, now, store.commands(task_id).get(task_id, []))
+    if state is not None:
+        writes = DerivedWrites(
+            [], [(task_id, ledger.task_values(state, config.fingerprint))], [], [], []
+        )
+        writes.derived[task_id] = ledger.derived_rows(state)
+        store.write_derived(writes)
+    return state

@@ -247,5 +247,6 @@ def render_show(obj: Mapping[str, Any], now: datetime) -> str:
     if obj["events"]:
         lines += ["", "Events:"]
         for ev in obj["events"]:
-            lines.append(f"  {ev['at']}  {ev['kind']} ({ev['rule']}): {ev['detail'] or ''}")
+            by = f" by {ev['actor']}" if ev.get("actor") else ""
+            lines.append(f"  {ev['at']}  {ev['kind']} ({ev['rule']}{by}): {ev['detail'] or ''}")
     return "\n".join(lines)
