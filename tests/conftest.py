@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,8 @@ from maildaemon.cli import cli
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "data"
 CORPUS = HERE.parents[1] / "shared" / "corpus"
+ROOT = HERE.parent
+DEMO_NOW = "2026-11-24T16:30:00Z"
 
 
 def corpus_tarball(name: str) -> Path:
@@ -70,3 +73,18 @@ def run_cli() -> Callable[..., Result]:
         return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture
+def demo(tmp_path: Path, run_cli: Callable[..., Result]) -> Path:
+    """The demo config and Maildir, copied so the database lands in tmp_path."""
+    examples = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", examples, ignore=shutil.ignore_patterns("*.db*"))
+    config = examples / "demo.toml"
+    text = config.read_text(encoding="utf-8")
+    config.write_text(text.replace("../demo/demo.db", str(tmp_path / "demo.db")), encoding="utf-8")
+    result = run_cli("--config", config, "--now", DEMO_NOW, "sync")
+    assert result.exit_code == 0, result.output
+    return config
+
+

@@ -6,8 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import pytest
-
 from maildaemon.cli import cli, command_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,19 +30,6 @@ TASK_FIELDS = {
     "messages": int,
     "inboxes": list,
 }
-
-
-@pytest.fixture
-def demo(tmp_path, run_cli):
-    """The demo config and Maildir, copied so the database lands in tmp_path."""
-    examples = tmp_path / "examples"
-    shutil.copytree(ROOT / "examples", examples, ignore=shutil.ignore_patterns("*.db*"))
-    config = examples / "demo.toml"
-    text = config.read_text(encoding="utf-8")
-    config.write_text(text.replace("../demo/demo.db", str(tmp_path / "demo.db")), encoding="utf-8")
-    result = run_cli("--config", config, "--now", DEMO_NOW, "sync")
-    assert result.exit_code == 0, result.output
-    return config
 
 
 def test_every_command_has_help_text(run_cli):
