@@ -253,3 +253,58 @@ def reassign(
     click.echo(f"{verb} {len(moving)} task(s) from {source} to {target}", err=True)
     for t in moving:
         _report(t, False)
+
+
+@cli.command()
+@click.argument("task")
+@click.argument("other")
+@actor_options
+@json_option
+@pass_app
+def merge(
+    app: App, task: str, other: str, as_: str | None, note: str | None, as_json: bool
+) -> None:
+    """Join two tasks into one (threading missed a link); the older task keeps its id and
+    the other id still finds it."""
+    config = app.config
+    actor = resolve_actor(config, as_)
+    first_id, first = _task(app, task)
+    second_id, second = _task(app, other)
+    if first_id == second_id:
+        raise UserError(f"{task} and {other} are the same task ({first_id})")
+    for t in (first, second):
+        _check_may_act(actor, t)
+    app.store.add_repair(
+        "merge", first["root_message_id"], second["root_message_id"], app.now, actor.name
+    )
+    ingest.rederive(app.store, config, app.now)
+    kept = app.store.resolve_task(str(first_id))
+    assert kept is not None
+    result, _ = derive_task(app, kept) or ({}, False)
+    _report(result, as_json)
+
+
+@cli.command()
+@click.argument("message_id", metavar="MESSAGE-ID")
+@actor_options
+@json_option
+@pass_app
+def split(app: App, message_id: str, as_: str | None, note: str | None, as_json: bool) -> None:
+    """Move a message, and the replies below it, out into a task of its own."""
+    config = app.config
+    actor = resolve_actor(config, as_)
+    mid = message_id.strip()
+    mid = mid if mid.startswith("<") else f"<{mid}>"
+    task_id = app.store.resolve_task(mid)
+    if task_id is None:
+        raise UserError(f"unknown message {message_id!r}")
+    _, task = _task(app, str(task_id))
+    _check_may_act(actor, task)
+    if task["root_message_id"] == mid:
+        raise UserError(f"{mid} is the first message of task {task_id}; nothing to split off")
+    app.store.add_repair("split", mid, None, app.now, actor.name)
+    ingest.rederive(app.store, config, app.now)
+    new_id = app.store.resolve_task(mid)
+    assert new_id is not None
+    result, _ = derive_task(app, new_id) or ({}, False)
+    _report(result, as_json)

@@ -233,6 +233,7 @@ def rederive(
         config,
         now,
         store.commands(),
+        store.repairs(),
     )
     if result.writes:
         store.write_derived(result.writes)

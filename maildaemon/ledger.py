@@ -22,12 +22,18 @@ from maildaemon.store import DerivedWrites, Row, iso
 from maildaemon.threads import Rules, Thread, thread_messages
 
 
-def threading_rules(config: Config, aliases: Mapping[int, int]) -> Rules:
+def threading_rules(
+    config: Config,
+    aliases: Mapping[int, int],
+    repairs: tuple[tuple[tuple[str, str], ...], frozenset[str]] = ((), frozenset()),
+) -> Rules:
     return Rules(
         subject_fallback=config.threading.subject_fallback,
         is_team=config.is_team_address,
         is_shared=config.is_shared_address,
         resolve_task=lambda n: aliases.get(n, n),
+        merges=repairs[0],
+        splits=repairs[1],
     )
 
 
@@ -105,10 +111,11 @@ def plan(
     config: Config,
     now: datetime,
     commands: Mapping[int, Sequence[Command]] | None = None,
+    repairs: tuple[tuple[tuple[str, str], ...], frozenset[str]] = ((), frozenset()),
 ) -> Plan:
     """Everything that must change in the store for it to match the messages and config."""
     by_id = {s.message.message_id: s for s in stored}
-    threads = thread_messages(stored, threading_rules(config, aliases))
+    threads = thread_messages(stored, threading_rules(config, aliases, repairs))
     claims = _claims(threads, by_id, {t: root for t, (_, root) in opened.items()})
     owned: dict[int, list[int]] = {}
     for task, idx in claims.items():

@@ -466,6 +466,32 @@ class Store:
             )
         return out
 
+    def add_repair(
+        self, kind: str, message_id: str, other_id: str | None, at: datetime, actor: str
+    ) -> None:
+        """Record a manager's `merge` or `split`; threading applies it from now on."""
+        with self.write() as c:
+            c.execute(
+                "INSERT INTO thread_repairs (kind, message_id, other_id, at, actor) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (kind, message_id, other_id, iso(at), actor),
+            )
+
+    def repairs(self) -> tuple[tuple[tuple[str, str], ...], frozenset[str]]:
+        """(merges as message-id pairs, split message ids), in the order given."""
+        merges: list[tuple[str, str]] = []
+        splits: set[str] = set()
+        for kind, mid, other in self.conn.execute(
+            "SELECT kind, message_id, other_id FROM thread_repairs ORDER BY id"
+        ):
+            if kind == "merge" and other:
+                merges.append((mid, other))
+                splits.discard(mid)
+                splits.discard(other)
+            elif kind == "split":
+                splits.add(mid)
+        return tuple(merges), frozenset(splits)
+
     def task_rows(self) -> list[sqlite3.Row]:
         return self.query("SELECT * FROM tasks")
 
@@ -522,6 +548,39 @@ class Store:
                 )
             ],
         }
+
+    def clock_rows(self, stopped_since: datetime | None = None) -> list[dict[str, Any]]:
+        """The clocks of every task (threads that are no task have none) with the task's
+        client, subject and owner; with ``stopped_since``, those stopped before it are left out."""
+        sql = (
+            "SELECT c.task_id, t.client, t.subject, t.owner, c.kind, c.started_at, c.due_at, "
+            "c.stopped_at, c.outcome, c.detail FROM clocks c JOIN tasks t ON t.id = c.task_id "
+            "WHERE t.is_task = 1"
+        )
+        params: tuple[Any, ...] = ()
+        if stopped_since is not None:
+            sql += " AND (c.stopped_at IS NULL OR c.stopped_at >= ?)"
+            params = (iso(stopped_since),)
+        return [dict(r) for r in self.query(sql + " ORDER BY c.task_id, c.started_at", params)]
+
+    def clocks_by_task(self) -> dict[int, list[tuple[Any, ...]]]:
+        """Each task's stored clocks as (kind, started_at, due_at, stopped_at, outcome,
+        detail): the rows `ledger.derived_rows` makes, to compare a replay with."""
+        out: dict[int, list[tuple[Any, ...]]] = {}
+        for task_id, *clock in self.conn.execute(
+            "SELECT task_id, kind, started_at, due_at, stopped_at, outcome, detail FROM clocks "
+            "ORDER BY task_id, started_at, kind"
+        ):
+            out.setdefault(task_id, []).append(tuple(clock))
+        return out
+
+    def stale_tasks(self, fingerprint: str) -> int:
+        """How many stored threads were derived under another config than ``fingerprint``
+        (SPEC 11): `maildaemon recompute` brings them up to date."""
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM tasks WHERE config_fingerprint IS NOT ?", (fingerprint,)
+        ).fetchone()
+        return int(row[0])
 
     def size_bytes(self) -> int:
         total = 0

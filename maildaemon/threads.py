@@ -12,7 +12,7 @@ message placed by a fallback moves by itself when a later header link places it 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from maildaemon.model import Stored
@@ -30,6 +30,8 @@ THREAD_INDEX = "thread-index"
 TASK_REF = "task-ref"
 SUBJECT = "subject"
 FORWARD = "forward"
+MERGED = "merged"  # a manager's `merge`
+SPLIT = "split"  # a manager's `split`: this message and its replies, out on their own
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,43 @@ class Rules:
     is_team: Callable[[str], bool]
     is_shared: Callable[[str], bool]
     resolve_task: Callable[[int], int | None] = lambda n: n
+    # Repairs by managers: (a message of one task, a message of another) joined by `merge`;
+    # messages split out by `split` with the replies below them.
+    merges: tuple[tuple[str, str], ...] = ()
+    splits: frozenset[str] = frozenset()
+
+
+def apply_splits(messages: Iterable[Stored], splits: frozenset[str]) -> list[Stored]:
+    """Cut each split message, with the replies below it, from the messages above it."""
+    messages = list(messages)
+    if not splits:
+        return messages
+    children: dict[str, list[str]] = {}
+    for s in messages:
+        for link in s.message.links:
+            children.setdefault(link, []).append(s.message.message_id)
+    below: set[str] = set()
+    for top in splits:
+        todo, group = [top], {top}
+        while todo:
+            for child in children.get(todo.pop(), ()):
+                if child not in group and child not in splits:
+                    group.add(child)
+                    todo.append(child)
+        below |= group
+    out = []
+    for s in messages:
+        m = s.message
+        if m.message_id in below:
+            inside = below if m.message_id not in splits else set()
+
+            def keep(ids: tuple[str, ...], inside: set[str] = inside) -> tuple[str, ...]:
+                return tuple(i for i in ids if i in inside)
+
+            m = replace(m, in_reply_to=keep(m.in_reply_to), references=keep(m.references))
+            s = replace(s, message=m)
+        out.append(s)
+    return out
 
 
 class _UnionFind:
@@ -151,7 +190,9 @@ def _component_rules(component: Sequence[Stored]) -> dict[str, str]:
     return rules
 
 
-def header_components(messages: Iterable[Stored]) -> list[list[Stored]]:
+def header_components(
+    messages: Iterable[Stored], merges: Sequence[tuple[str, str]] = ()
+) -> list[list[Stored]]:
     """Connected components over Message-ID / In-Reply-To / References, each in date order."""
     uf = _UnionFind()
     by_id: dict[str, Stored] = {}
@@ -161,6 +202,8 @@ def header_components(messages: Iterable[Stored]) -> list[list[Stored]]:
         uf.find(mid)
         for link in s.message.links:
             uf.union(mid, link)
+    for a, b in merges:
+        uf.union(a, b)
     groups: dict[str, list[Stored]] = {}
     for mid, s in by_id.items():
         groups.setdefault(uf.find(mid), []).append(s)
@@ -176,11 +219,20 @@ def thread_messages(messages: Iterable[Stored], rules: Rules) -> list[Thread]:
     by_subject: dict[str, list[_Building]] = {}
     by_task: dict[int, _Building] = {}
 
-    for component in header_components(messages):
+    merged = {b for _, b in rules.merges} | {a for a, _ in rules.merges}
+    for component in header_components(apply_splits(messages, rules.splits), rules.merges):
         first = component[0]
         rules_here = _component_rules(component)
+        for s in component[1:]:
+            if s.message.message_id in merged and rules_here[s.message.message_id] in (
+                ROOT,
+                REFERENCED_BY,
+            ):
+                rules_here[s.message.message_id] = MERGED
+        if first.message.message_id in rules.splits:
+            rules_here[first.message.message_id] = SPLIT
         target: _Building | None = None
-        if not first.message.links:
+        if not first.message.links and first.message.message_id not in rules.splits:
             target, how = _fallback(first, rules, by_conversation, by_subject, by_task)
             if target is not None:
                 rules_here[first.message.message_id] = how

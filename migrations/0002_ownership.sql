@@ -34,3 +34,14 @@ CREATE TABLE clocks (
     detail TEXT
 );
 CREATE INDEX clocks_task ON clocks(task_id);
+
+-- Threading repairs by managers (SPEC 10 `merge`, `split`): kept as facts and applied
+-- every time threads are computed, so they survive re-derivation.
+CREATE TABLE thread_repairs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,          -- 'merge' | 'split'
+    message_id TEXT NOT NULL,    -- merge: a message of the kept task; split: the message split out
+    other_id TEXT,               -- merge: a message of the task merged into it
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL
+);

@@ -154,3 +154,32 @@ def test_a_command_is_on_the_timeline_at_its_moment(md):
     assert before["owner"] is None
     after = json.loads(md("show", SSO, "--json", now=LATER).stdout)
     assert after["owner"] == "alice"
+
+
+SUBJECT_JOINED = "<20261123134503.acme-invoice-6@mail.acme.com>"  # joined task 3 by subject
+
+
+def test_split_moves_a_message_and_its_replies_out_and_merge_joins_them_back(md):
+    before = task(md, INVOICE)
+    result = md("split", SUBJECT_JOINED, "--as", "carol", "--json")
+    assert result.exit_code == 0, result.output
+    split_off = json.loads(result.stdout)
+    assert split_off["id"] != before["id"]
+    assert split_off["root_message_id"] == SUBJECT_JOINED
+    assert split_off["messages"] == 2  # the message and the team's reply to it
+    assert task(md, INVOICE)["messages"] == before["messages"] - 2
+    first = task(md, str(split_off["id"]))["timeline"][0]
+    assert first["joined_by"] == "split"
+    merged = json.loads(
+        md("merge", INVOICE, str(split_off["id"]), "--as", "carol", "--json").stdout
+    )
+    assert merged["id"] == before["id"] and merged["messages"] == before["messages"]
+    # the merged-away id still finds the task
+    assert task(md, str(split_off["id"]))["id"] == before["id"]
+
+
+def test_split_of_a_first_message_or_unknown_message_is_refused(md):
+    root = task(md, INVOICE)["root_message_id"]
+    assert md("split", root, "--as", "carol").exit_code == 1
+    assert md("split", "<nope@nowhere>", "--as", "carol").exit_code == 1
+    assert md("merge", INVOICE, INVOICE, "--as", "carol").exit_code == 1

@@ -129,6 +129,14 @@ CREATE TABLE tasks (
     config_fingerprint TEXT,
     derived_at TEXT
 , pending_from TEXT, pending_to TEXT, pending_at TEXT, pending_due_at TEXT, flag TEXT);
+CREATE TABLE thread_repairs (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,          -- 'merge' | 'split'
+    message_id TEXT NOT NULL,    -- merge: a message of the kept task; split: the message split out
+    other_id TEXT,               -- merge: a message of the task merged into it
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
 CREATE INDEX clocks_task ON clocks(task_id);
 CREATE INDEX commands_task ON commands(task_id, at);
 CREATE INDEX events_task ON events(task_id, at);
