@@ -3,8 +3,11 @@ raises ParseError, and the Message keeps its invariants. Hypothesis, ~200 exampl
 
 from __future__ import annotations
 
+import base64
+import functools
 from datetime import UTC, datetime
 from pathlib import Path
+from unittest.mock import patch
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -12,6 +15,7 @@ from hypothesis import strategies as st
 from maildaemon.errors import ParseError
 from maildaemon.model import Message
 from maildaemon.parsers import HEADER_FIELDS, parse_message
+from maildaemon.parsers.elide import elide_base64
 
 DATA = Path(__file__).resolve().parent / "data" / "parsing"
 FIXTURES = [path.read_bytes() for path in sorted(DATA.glob("*.eml"))]
@@ -174,3 +178,54 @@ def test_mutated_real_messages_give_a_message_or_parse_error(raw):
 def test_every_fixture_passes_the_invariants():
     for raw in FIXTURES:
         assert check(raw) is not None
+
+
+# --- eliding long base64 runs (elide.py) changes nothing but memory -------------------------
+
+ELIDE_MIN = 256  # instead of 64 KB, so that small generated messages have runs to elide
+
+
+def _base64_lines(data: bytes, width: int, nl: bytes) -> bytes:
+    encoded = base64.b64encode(data)
+    return b"".join(encoded[i : i + width] + nl for i in range(0, len(encoded), width))
+
+
+@st.composite
+def messages_with_base64(draw: st.DrawFn) -> bytes:
+    nl = draw(st.sampled_from([b"\n", b"\r\n"]))
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        ctype = draw(
+            st.sampled_from(
+                [b"text/plain", b"text/html", b"application/pdf", b"image/png", b"pdf", b""]
+            )
+        )
+        data = draw(st.binary(max_size=3000)) + b"x" * draw(st.integers(0, 3000))
+        width = draw(st.sampled_from([60, 76, 100000]))
+        head = b"Content-Type: " + ctype + nl if ctype else b""
+        if draw(st.booleans()):
+            head += b"Content-Disposition: attachment; filename=f" + nl
+        cte = draw(st.sampled_from([b"base64", b"7bit"]))
+        body = _base64_lines(data, width, nl)
+        if draw(st.booleans()):  # a list footer after a blank line
+            body += nl + b"-- " + nl + b"footer" + nl
+        parts.append(head + b"Content-Transfer-Encoding: " + cte + nl + nl + body)
+    top = draw(st.sampled_from([b"multipart/mixed; boundary=b", b"text/plain"]))
+    head = b"From: a@example.com" + nl + b"Content-Type: " + top + nl + nl
+    if top.startswith(b"text"):
+        return head + parts[0].split(nl + nl, 1)[1]
+    return head + b"".join(b"--b" + nl + p for p in parts) + b"--b--" + nl
+
+
+@PROPERTY_SETTINGS
+@given(messages_with_base64(), st.sampled_from([64, 256, 2048]))
+def test_eliding_base64_runs_gives_the_unelided_message(raw, text_cap):
+    from maildaemon.parsers import message as message_module
+
+    def parse(elide: object) -> Message:
+        with patch.object(message_module, "elide_base64", elide):
+            return parse_message(raw, received_at=NOW, text_cap=text_cap)
+
+    elided = parse(functools.partial(elide_base64, min_bytes=ELIDE_MIN))
+    assert elided == parse(lambda data, start, keep: data[start:])
+    assert "maildaemon elided" not in elided.text

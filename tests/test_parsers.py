@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import hashlib
+import random
 import re
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -176,7 +180,11 @@ def test_unknown_charset_body_is_read_as_utf8_with_a_defect():
     m = parse("unknown_charset.eml")
     assert m.subject == "Prüfung"
     assert m.text == "Prüfung \ufffd fertig."
-    assert m.defects == ("body: unknown charset 'x-unknown', read as utf-8",)
+    # mail-parser's charset recovery, reported in its words
+    assert m.defects == (
+        "mime: CharsetDecodeDefect: part 0, charset 'x-unknown' failed; "
+        "decoded with utf-8 replacement characters.",
+    )
 
 
 def test_multipart_with_pdf_attachment_and_inline_image():
@@ -242,7 +250,50 @@ def test_broken_mime_without_closing_boundary():
     assert m.text == "The logs from last night are attached."
     # 400 base64 characters of a cut-off attachment: 300 bytes, estimated without decoding
     assert m.attachments == (Attachment("night.log.gz", "application/octet-stream", 300),)
-    assert m.defects == ("mime: closing boundary missing",)
+    assert m.defects == (
+        "mime: CloseBoundaryNotFoundDefect: A start boundary was found, "
+        "but not the corresponding close boundary.",
+    )
+
+
+def test_iso_2022_jp_7bit_text_is_decoded():
+    # 7-bit on the wire, so mail-parser alone would hand the escape sequences back as text
+    m = parse("iso_2022_jp_7bit.eml")
+    assert m.subject == "請求書"
+    assert m.from_ == Address("山田", "yamada@example.jp")
+    assert m.text == "お世話になっております。\n請求書を送ります。"
+    assert m.defects == ()
+
+
+def test_base64_text_followed_by_a_list_footer():
+    # the stdlib gives up on such a payload and returns it still encoded
+    m = parse("base64_text_with_list_footer.eml")
+    assert m.text == "Der Drucker im 3. Stock ist repariert.\n\nGrüße, Uwe"
+    assert m.defects == ()
+
+
+def test_multipart_whose_start_boundary_is_missing_is_read_as_text():
+    m = parse("multipart_start_boundary_missing.eml")
+    assert m.text == "The VPN drops every ten minutes since this morning."
+    assert m.defects == ("mime: start boundary not found, body read as text",)
+
+
+def test_8bit_bytes_in_quoted_printable_text_are_decoded_once():
+    raw = (
+        b"From: a@example.com\nContent-Type: text/plain; charset=windows-1252\n"
+        b"Content-Transfer-Encoding: quoted-printable\n\n\x93Caf=E9\x94 is closed.\n"
+    )
+    assert parse_message(raw, received_at=NOW).text == "\u201cCafé\u201d is closed."
+
+
+@pytest.mark.parametrize(("depth", "defect"), [(30, "mime: nested deeper than 10"), (2000, "")])
+def test_deeply_nested_multiparts_are_cut(depth, defect):
+    levels = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i) for i in range(depth)
+    )
+    m = parse_message(b"From: a@example.com\n" + levels + b"\nhi\n", received_at=NOW)
+    assert m.from_ == Address("", "a@example.com")
+    assert any(d.startswith(defect or "mime: nested too deep to parse") for d in m.defects)
 
 
 # --- hopeless input, dates, caps ---------------------------------------------------------
@@ -557,41 +608,32 @@ def test_conversation_id_from_thread_index():
     assert conversation_id("A" * 40) is None  # an all-zero GUID
 
 
-# --- the reply parser's guarded regexes give the plain regexes' results ----------------------
+# --- reply text: mail-parser-reply's quote headers and signatures ----------------------------
 
 REPLY_SAMPLES = [
-    "Thanks, looks good.\n\nOn Mon, 2 Nov 2026 at 10:00, A <a@x> wrote:\n> hi\n",
-    "Hi\n\nBest regards\nBob\n\nFrom: A\nSent: Monday\nTo: B\nSubject: x\n\nold text",
-    # the same Outlook-style block twice: the parser finds headers with str.find
-    "To: Entity <e@x>\nFrom: Ex <x@x>\nSubject: s\n\nbody\n"
-    "To: Entity <e@x>\nFrom: Ex <x@x>\nSubject: s",
-    "Text\n\n______________________________________\n\nSeparated",
-    "\n\n________________________________________\nAt the start",
-    "Thanks, I will look.\n\nCheers\n-- \nsig",
-    "Am 02.11.2026 um 10:00 schrieb Hans <h@x>:\nalt",
-    "Le 2 nov. 2026 à 10:00, Jean a écrit :\n> vieux",
-    "El lun, 2 nov 2026 a las 10:00, Ana escribió:\nviejo",
-    "Op ma 2 nov 2026 om 10:00 schreef Piet:\noud",
-    "Il giorno lun 2 nov 2026, Gino ha scritto:\nvecchio",
-    "-----Original Message-----\nFrom: a\nSent: b\n",
-    "Sent from my iPhone",
-    "CAUTION: external mail. Be careful with this mail.\nReal text.",
+    (
+        "Thanks, looks good.\n\nOn Mon, 2 Nov 2026 at 10:00, A <a@x> wrote:\n> hi\n",
+        "Thanks, looks good.",
+    ),
+    ("Hi\n\nBest regards\nBob\n\nFrom: A\nSent: Monday\nTo: B\nSubject: x\n\nold text", "Hi"),
+    ("Text\n\n______________________________________\n\nSeparated", "Text\n\nSeparated"),
+    ("Thanks, I will look.\n\nCheers\n-- \nsig", "Thanks, I will look.\n\nCheers"),
+    ("Neu.\n\nAm 02.11.2026 um 10:00 schrieb Hans <h@x>:\nalt", "Neu."),
+    ("Nouveau.\n\nLe 2 nov. 2026 à 10:00, Jean a écrit :\nvieux", "Nouveau."),
+    ("Ok.\n\n-----Original Message-----\nFrom: a\nSent: b\n", "Ok."),
+    ("Sent from my iPhone", ""),
+    ("CAUTION: external mail. Be careful with this mail.\nReal text.", "Real text."),
+    # "- item" lines are a list, not the start of a signature (keep_hyphen_lists)
+    (
+        "Steps:\n- restart the server\n- clear the cache",
+        "Steps:\n- restart the server\n- clear the cache",
+    ),
 ]
 
 
-@pytest.mark.parametrize("sample", REPLY_SAMPLES)
-def test_guarded_reply_regexes_match_the_plain_ones(sample):
-    message = reply_module.EmailMessage(
-        text=sample, languages=list(reply_module.REPLY_LANGUAGES), keep_hyphen_lists=True
-    )
-    text = message.text  # normalized as the parser sees it
-    header, disclaimers, signature = reply_module._compile()
-    assert header.findall(text) == header.plain.findall(text)
-    assert [d.strip() for d in disclaimers.findall(text)] == [
-        d.strip() for d in disclaimers.plain.findall(text)
-    ]
-    fast, plain = signature.search(text), signature.plain.search(text)
-    assert (fast and fast.group().strip()) == (plain and plain.group().strip())
+@pytest.mark.parametrize(("text", "expected"), REPLY_SAMPLES)
+def test_reply_text_drops_quote_headers_and_signatures(text, expected):
+    assert reply_module.reply_text(text) == expected
 
 
 def test_reply_text_is_bounded_and_falls_back_to_unquoted_text():
@@ -599,3 +641,238 @@ def test_reply_text_is_bounded_and_falls_back_to_unquoted_text():
     assert len(reply_module.reply_text(long_text)) <= reply_module.REPLY_PREFIX_CHARS
     assert reply_module.strip_quoted("a\n> b\n  > c\nd") == "a\nd"
     assert reply_module.reply_text("> only quotes\n>> here") == ""
+
+
+# --- the reply shim reads every text as the plain library does ------------------------------
+
+REPLY_PIECES = [
+    "Thanks, that fixed it.",
+    "Ich schaue mir das morgen an.\nBis dann",
+    "- restart the server\n- clear the cache",
+    "Best regards\nBob",
+    "Mit freundlichen Grüßen\nHans Müller",
+    "Cordialement,\nJean",
+    "Saludos,\nAna",
+    "Cordiali saluti\nGino",
+    "Met vriendelijke groet,\nPiet",
+    "-- \nsig line",
+    "--\nsig line",
+    "Sent from my iPhone",
+    "Gesendet von meinem iPad",
+    "Envoyé depuis mon mobile",
+    "CAUTION: external mail. Do not click links in this mail.",
+    "Hinweis: Diese E-Mail ist vertraulich. Mail",
+    "On Mon, 2 Nov 2026 at 10:00, A <a@x> wrote:",
+    "> On Mon, 2 Nov 2026 at 10:00, A <a@x> wrote:",
+    "On Mon, 2 Nov 2026 at 10:00 Alice Example\n<alice@example.com> wrote:",
+    "Am 02.11.2026 um 10:00 schrieb Hans <h@x>:",
+    "Le 2 nov. 2026 à 10:00, Jean a écrit :",
+    "El lun, 2 nov 2026 a las 10:00, Ana escribió:",
+    "Il giorno lun 2 nov 2026, Gino ha scritto:",
+    "Op ma 2 nov 2026 om 10:00 schreef Piet:",
+    "From: A <a@x>\nSent: Monday, 2 November 2026 10:00\nTo: B <b@x>\nSubject: Re: x",
+    "*From:* A\n*Sent:* Monday\n*To:* B",
+    "Von: Hans\nGesendet: Montag\nAn: Uwe\nBetreff: AW: Drucker",
+    "De : Jean\nEnvoyé : lundi\nÀ : Marc\nObjet : RE: x",
+    "De: Ana\nEnviado: lunes\nPara: Luis\nAsunto: RE: x",
+    "Da: Gino\nInviato: lunedì\nA: Pia\nOggetto: R: x",
+    "Van: Piet\nVerzonden: maandag\nAan: Jan\nOnderwerp: RE: x",
+    "-----Original Message-----",
+    "________________________________",
+    "-----------------------------------------",
+    "> quoted line\n>> deeper",
+    "old text from the thread",
+    "   indented line   ",
+    "Line with trailing CR\r",
+    "ünïcödé ✓ 漢字",
+    "",
+]
+
+
+def generated_reply_texts(count: int, seed: int = 20261126) -> list[str]:
+    """Texts made of quote headers, signatures, separators and prose in random order."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(count):
+        parts = rng.choices(REPLY_PIECES, k=rng.randint(1, 12))
+        joiners = rng.choices(["\n", "\n\n", "\r\n", "\n\n\n", " "], k=len(parts))
+        texts.append("".join(p + j for p, j in zip(parts, joiners, strict=True)))
+    return texts
+
+
+def all_fixture_texts() -> list[str]:
+    """The text of every message under tests/data, quoted lines kept and removed."""
+    texts = []
+    for path in sorted((DATA.parent).rglob("*.eml")):
+        text = parse_message(path.read_bytes(), received_at=NOW).text
+        texts += [text, reply_module.strip_quoted(text)]
+    return [t for t in texts if t.strip()]
+
+
+def test_the_reply_shim_is_on_for_the_pinned_library():
+    # if this fails after an upgrade of mail-parser-reply, the shim is off (plain library,
+    # slower): check SHIM_PROBLEM, re-verify the wrappers, update VERIFIED_VERSIONS
+    assert reply_module.SHIM_ACTIVE, reply_module.SHIM_PROBLEM
+    assert reply_module.REPLY_LANGUAGES == ("en", "de", "fr", "es", "it", "nl")
+
+
+@pytest.mark.parametrize(
+    "source", ["fixtures", "generated"], ids=["every fixture", "generated texts"]
+)
+def test_reply_shim_reads_texts_as_the_plain_library(source):
+    texts = all_fixture_texts() if source == "fixtures" else generated_reply_texts(400)
+    assert len(texts) > 40
+    header, disclaimers, signature = (
+        reply_module._SHIM[name] for name in reply_module._REGEX_FIELDS
+    )
+    for text in texts:
+        cut = text[: reply_module.REPLY_PREFIX_CHARS]
+        assert reply_module.reply_body(cut) == reply_module.reply_body(cut, shim=False), cut
+        # and each wrapped regex gives what the library uses of the plain one's result
+        seen = reply_module.EmailMessage(text=cut).text  # normalized as the library reads it
+        assert header.findall(seen) == header.plain.findall(seen)
+        assert [d.strip() for d in disclaimers.findall(seen)] == [
+            d.strip() for d in disclaimers.plain.findall(seen)
+        ]
+        fast, plain = signature.search(seen), signature.plain.search(seen)
+        assert (fast and fast.group().strip()) == (plain and plain.group().strip())
+
+
+def test_reply_shim_is_off_when_the_library_internals_differ():
+    @dataclasses.dataclass
+    class OtherEmailMessage:  # a library version without the private regex fields
+        text: str
+        languages: list[str] = dataclasses.field(default_factory=list)
+        keep_hyphen_lists: bool = False
+
+    regexes, problem = reply_module._build(OtherEmailMessage)
+    assert regexes == {}
+    assert problem is not None and "_header_regex" in problem
+
+    class NotADataclass:
+        pass
+
+    regexes, problem = reply_module._build(NotADataclass)
+    assert regexes == {} and problem and problem.startswith("TypeError")
+
+
+@pytest.mark.parametrize("broken", ["off", "raising"])
+def test_reply_text_uses_the_plain_library_when_the_shim_is_off_or_fails(monkeypatch, broken):
+    class Raising:
+        def findall(self, text: str) -> list[str]:
+            raise RuntimeError("internals changed")
+
+        def __bool__(self) -> bool:
+            return True
+
+    shim = {} if broken == "off" else {**reply_module._SHIM, "_header_regex": Raising()}
+    monkeypatch.setattr(reply_module, "_SHIM", shim)
+    for text, expected in REPLY_SAMPLES:
+        assert reply_module.reply_text(text) == expected
+
+
+def test_reply_text_reads_4096_characters_after_quoted_lines():
+    quoted = "> old\n" * 3000
+    text = quoted + "x" * 5000
+    assert reply_module.reply_text(text) == "x" * 4096
+
+
+# --- huge messages: long base64 runs are elided before the stdlib parse -----------------------
+
+
+def mime_message(parts: list[bytes], nl: bytes = b"\n") -> bytes:
+    head = (
+        b"From: a@example.com\nTo: b@example.com\nSubject: big\n"
+        b"Message-ID: <big@example.com>\nDate: Mon, 2 Nov 2026 10:00:00 +0000\n"
+        b'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary="=_b"\n\n'
+    )
+    body = b"".join(b"--=_b\n" + part for part in parts) + b"--=_b--\n"
+    return (head + body).replace(b"\n", nl)
+
+
+def base64_part(data: bytes, headers: bytes) -> bytes:
+    return headers + b"Content-Transfer-Encoding: base64\n\n" + base64.encodebytes(data)
+
+
+def parse_traced(raw: bytes, **kwargs: int) -> tuple[Message, float]:
+    """The message and the peak of memory allocated while parsing it, in MB."""
+    tracemalloc.start()
+    try:
+        m = parse_message(raw, received_at=NOW, **kwargs)
+        return m, tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def parse_unelided(monkeypatch: pytest.MonkeyPatch, raw: bytes, **kwargs: int) -> Message:
+    from maildaemon.parsers import message as message_module
+
+    with monkeypatch.context() as patch:
+        patch.setattr(message_module, "elide_base64", lambda data, start, keep: data[start:])
+        return parse_message(raw, received_at=NOW, **kwargs)
+
+
+@pytest.mark.parametrize("nl", [b"\n", b"\r\n"], ids=["LF", "CRLF"])
+def test_a_20_mb_attachment_is_sized_exactly_in_bounded_memory(nl):
+    pdf = random.Random(1).randbytes(20_000_001)  # 20 MB, base64 with "=" padding
+    raw = mime_message(
+        [
+            b"Content-Type: text/plain; charset=utf-8\n\nSee the report attached.\n",
+            base64_part(pdf, b'Content-Type: application/pdf; name="report.pdf"\n'),
+        ],
+        nl,
+    )
+    assert len(raw) > 27_000_000
+    m, peak = parse_traced(raw)
+    assert m.text == "See the report attached."
+    assert m.attachments == (Attachment("report.pdf", "application/pdf", len(pdf)),)
+    assert m.size == len(raw)
+    assert peak < 40, f"{peak:.0f} MB"
+
+
+def test_a_20_mb_base64_text_part_still_gives_capped_text():
+    lines = "".join(f"Zeile {i}: Grüße aus dem Log.\n" for i in range(700_000)).encode()
+    raw = mime_message([base64_part(lines, b"Content-Type: text/plain; charset=utf-8\n")])
+    assert len(raw) > 20_000_000
+    m, peak = parse_traced(raw, text_cap=4096)
+    assert m.text.startswith("Zeile 0: Grüße aus dem Log.\nZeile 1: Grüße")
+    assert 4000 < len(m.text.encode()) <= 4096
+    assert m.attachments == ()
+    assert peak < 40, f"{peak:.0f} MB"
+
+
+def test_elided_runs_give_what_the_unelided_parse_gives(monkeypatch):
+    rng = random.Random(2)
+    hexdump = "".join(f"{rng.getrandbits(128):032x}\n" for _ in range(6000)).encode()
+    inner = mime_message([base64_part(rng.randbytes(150_000), b"Content-Type: image/png\n")])
+    parts = [
+        b"Content-Type: text/plain\n\nHello.\n",
+        base64_part(rng.randbytes(100_000), b"Content-Type: application/zip; name=a.zip\n"),
+        base64_part(rng.randbytes(100_002), b"Content-Type: application/octet-stream\n"),
+        # not base64: 7-bit lines of base64 letters, sized from the bytes
+        b"Content-Type: text/csv; name=hashes.csv\n\n" + hexdump,
+        b"Content-Type: message/rfc822\n\n" + inner,
+        base64_part(rng.randbytes(200_000), b"Content-Type: text/html\n"),
+    ]
+    for nl in (b"\n", b"\r\n"):
+        raw = mime_message(parts, nl)
+        elided = parse_message(raw, received_at=NOW, text_cap=2048)
+        assert elided == parse_unelided(monkeypatch, raw, text_cap=2048)
+        sizes = [a.size for a in elided.attachments]
+        # the last line break before a boundary belongs to the boundary
+        assert sizes[:3] == [100_000, 100_002, len(hexdump.replace(b"\n", nl)) - len(nl)]
+
+
+def test_a_text_part_that_would_read_elided_bytes_is_parsed_again_whole(monkeypatch):
+    # the top-level header ends at the blank line, so the "MIME parts" below are the text
+    # of a text/plain message; elide.py takes them for an attachment's header and body
+    blob = base64.encodebytes(random.Random(3).randbytes(100_000))
+    raw = (
+        b"From: a@example.com\nSubject: pasted\n\n"
+        b'Content-Type: multipart/mixed; boundary="p"\n\n--p\n'
+        b"Content-Type: application/octet-stream\n\n" + blob + b"--p--\n"
+    )
+    m = parse_message(raw, received_at=NOW)
+    assert "maildaemon elided" not in m.text
+    assert m == parse_unelided(monkeypatch, raw)
+    assert m.text.startswith('Content-Type: multipart/mixed; boundary="p"\n\n--p\n')

@@ -1,15 +1,12 @@
 """Raw bytes of one email -> a frozen ``Message`` (SPEC 4, 5 and 11).
 
-Only the header fields the rules read (``HEADER_FIELDS``) are read: on list mail the
-Received/DKIM/ARC chains are most of the bytes, and IMAP fetches exactly these fields
-(``BODY.PEEK[HEADER.FIELDS (...)]``), so a message parsed from a file and the same message
-parsed from IMAP's subset see the same headers. The header block is split as the stdlib
-feedparser splits it, and the chosen fields go into a stdlib ``email.message.Message``
-through the compat32 policy's own ``header_source_parse`` (the feedparser's line-by-line
-machinery cost more than all the rest of a parse). The body goes through a bounded MIME walk
-(``body.py``) that never decodes an attachment. mail-parser is not used: its body decoding
-and charset recovery come down to the few lines in ``headers.decode_bytes``, and it would
-cost about a fifth of the time budget even on a message stripped to its MIME headers.
+One stdlib parse (``BytesParser`` with the compat32 policy) gives the header fields and the
+MIME structure. Only the fields the rules read (``HEADER_FIELDS``) are read, so a message
+parsed from a file and the same message parsed from IMAP's ``BODY.PEEK[HEADER.FIELDS
+(...)]`` subset see the same headers. The body goes to ``body.py`` (mail-parser for the
+text, charsets and defects) and the text to ``reply.py`` (mail-parser-reply). What stays
+here is the leniency the stdlib lacks: ids without brackets, 8-bit and broken encoded
+words, absurd dates, odd address lists.
 
 ``parse_message`` returns a ``Message`` for anything that starts with a header field,
 however broken (the problems are listed in ``Message.defects``), and raises ``ParseError``
@@ -21,19 +18,16 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime, timedelta
+from email.message import Message as EmailMessage
+from email.parser import BytesHeaderParser, BytesParser
+from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
 from maildaemon.errors import ParseError
 from maildaemon.model import Address, Message
-from maildaemon.parsers.body import extract_body
-from maildaemon.parsers.headers import (
-    collapse,
-    decode_8bit,
-    decode_words,
-    looks_like_header,
-    split_header_block,
-    unfold,
-)
+from maildaemon.parsers.body import RAW_PER_HTML_BYTE, RAW_PER_TEXT_BYTE, extract_body
+from maildaemon.parsers.elide import ElidedTextError, elide_base64
+from maildaemon.parsers.headers import collapse, decode_8bit, decode_words, unfold
 from maildaemon.parsers.ids import parse_ids
 from maildaemon.parsers.reply import reply_text
 from maildaemon.parsers.subject import base_subject, is_forward, normalize_subject
@@ -62,7 +56,7 @@ HEADER_FIELDS = (
     "Content-Transfer-Encoding",
     "MIME-Version",
 )
-_WANTED = frozenset(name.lower().encode("ascii") for name in HEADER_FIELDS)
+_WANTED = frozenset(name.lower() for name in HEADER_FIELDS)
 
 SYNTHETIC_DOMAIN = "synthetic.maildaemon.invalid"
 SYNTHETIC_TEXT_BYTES = 1024
@@ -74,7 +68,8 @@ MIN_YEAR = 1980
 MAX_DATE_AHEAD = timedelta(days=2)
 
 _BOM = b"\xef\xbb\xbf"
-_FROM_FIELD = re.compile(rb"From[ \t]*:")
+_FROM_FIELD = re.compile(rb"From[ \t]+:")
+_NOT_BLANK = re.compile(rb"[^ \t\n\r\x0b\x0c]")  # what bytes.strip() keeps
 _ANGLE = re.compile(r"<([^<>]*)>")
 # The common shapes of an address list item, for a fast path past the stdlib's
 # character-by-character parser: ``a@b``, ``Name <a@b>``, ``"Name, Q." <a@b>``, each
@@ -234,9 +229,27 @@ def _finish_defects(defects: list[str]) -> tuple[str, ...]:
     return tuple(unique)
 
 
+def _parse(data: bytes, defects: list[str]) -> EmailMessage:
+    """The stdlib parse; a structure nested too deep for it gives the headers alone."""
+    try:
+        return BytesParser(policy=compat32).parsebytes(data)
+    except RecursionError:
+        defects.append("mime: nested too deep to parse, body not read")
+        headers = BytesHeaderParser(policy=compat32).parsebytes(data)
+        headers.set_payload("")
+        return headers
+
+
 def parse_message(raw: bytes, *, received_at: datetime, text_cap: int = 16384) -> Message:
     """Parse one email. Raises ``ParseError`` only when ``raw`` has no header block at all."""
     raw = bytes(raw)
+    try:
+        return _parse_message(raw, received_at, text_cap, elide=True)
+    except ElidedTextError:  # text would be read from an elided run: parse it all
+        return _parse_message(raw, received_at, text_cap, elide=False)
+
+
+def _parse_message(raw: bytes, received_at: datetime, text_cap: int, *, elide: bool) -> Message:
     received = _as_utc(received_at)
     defects: list[str] = []
     start = 0
@@ -251,16 +264,20 @@ def parse_message(raw: bytes, *, received_at: datetime, text_cap: int = 16384) -
         start += 1
     if start > first:
         defects.append("headers: blank lines before the first header")
-    if not raw[start:].strip():
+    if _NOT_BLANK.search(raw, start) is None:
         raise ParseError("empty message: no bytes besides blanks")
-    if not looks_like_header(raw, start):
+    # long base64 runs out before the parse (elide.py); text parts keep what body.py reads
+    keep = max(RAW_PER_TEXT_BYTE, RAW_PER_HTML_BYTE) * text_cap
+    data = elide_base64(raw, start, keep) if elide else raw[start:]
+    if field := _FROM_FIELD.match(data):  # "From :", which the stdlib takes for an envelope
+        data = b"From:" + data[field.end() :]
+    parsed = _parse(data, defects)
+    if not parsed.keys():
         raise ParseError("no header block: the message does not start with a header field")
-
-    block = split_header_block(raw, start, len(raw), defects, "headers")
-    headers = block.message(raw, _WANTED)
     fields: dict[str, str] = {}
-    for name, value in headers.raw_items():
-        fields.setdefault(name.lower(), value.replace("\x00", "") if "\x00" in value else value)
+    for name, value in parsed.raw_items():
+        if name.lower() in _WANTED:
+            fields.setdefault(name.lower(), value.replace("\x00", "") if "\x00" in value else value)
 
     def decoded(name: str) -> str:
         value = fields.get(name)
@@ -275,7 +292,7 @@ def parse_message(raw: bytes, *, received_at: datetime, text_cap: int = 16384) -
 
     date = _parse_date(fields.get("date"), received, defects)
 
-    text, attachments = extract_body(raw, headers, block.body_start, text_cap, defects)
+    text, attachments = extract_body(parsed, text_cap, defects)
     text = cap_utf8(text.strip(), text_cap)
 
     own = parse_ids(decoded("message-id"), limit=1)
