@@ -131,8 +131,16 @@ class _Replay:
 
     def emit(self, at: datetime, kind: str, rule: str, detail: str, **ids: str | None) -> None:
         self.s.events.append(
-            Event(at, kind, rule, self.s.owner, self.s.owner, ids.get("message_id"),
-                  ids.get("actor"), detail)
+            Event(
+                at,
+                kind,
+                rule,
+                self.s.owner,
+                self.s.owner,
+                ids.get("message_id"),
+                ids.get("actor"),
+                detail,
+            )
         )
 
     def set_owner(
@@ -171,7 +179,12 @@ class _Replay:
         return False
 
     def set_stage(
-        self, at: datetime, stage: str, by: str | None, with_owner: bool, rule: str,
+        self,
+        at: datetime,
+        stage: str,
+        by: str | None,
+        with_owner: bool,
+        rule: str,
         **ids: str | None,
     ) -> None:
         s = self.s
@@ -223,12 +236,21 @@ class _Replay:
         tags = new_tags(m.subject, step.parent_subject, self.config)
         commanded = acked
         if tags and step.kind != "team":
-            self.emit(at, "ignored", "tag from outside the team",
-                      f"{' '.join(t.raw for t in tags)} ignored: {sender} is not on the team",
-                      message_id=mid)
+            # [#ID] places a message for any known participant (SPEC 5): not ignored.
+            ignored = [t.raw for t in tags if t.kind != "ref"]
+            if ignored:
+                self.emit(
+                    at,
+                    "ignored",
+                    "tag from outside the team",
+                    f"{' '.join(ignored)} ignored: {sender} is not on the team",
+                    message_id=mid,
+                )
             tags = ()
+        mark = len(s.events)
         for tag in tags:
             commanded |= self.tag(at, tag, tags, person, mid)
+        flagged_here = any(e.kind == "flag" for e in s.events[mark:])
         if step.kind == "client":
             if s.status == "closed":
                 self.reopen(at, "client wrote on a closed task", message_id=mid)
@@ -237,7 +259,10 @@ class _Replay:
         elif step.kind == "team" and s.status != "closed" and self._to_client(m):
             s.status = "waiting"
         if not commanded:
+            flag = s.flag
             self.infer(step, person)
+            if flagged_here:
+                s.flag = flag  # this message's bad tag stays flagged past its own inference
 
     def _to_client(self, m: Message) -> bool:
         return any(not self.config.is_team_address(a.email) for a in (*m.to, *m.cc))
@@ -293,13 +318,15 @@ class _Replay:
             may_hand = s.owner is None or (
                 person is not None and (person.name == s.owner or person.manager)
             )
-            if may_hand and len(others) == 1 and not client_in:
+            # Addressing the current owner changes nothing (and clears no flag).
+            if may_hand and len(others) == 1 and not client_in and others[0].name != s.owner:
                 target = others[0].name
                 by = person.name if person else None
                 self.set_owner(at, target, by, "handoff by addressing", message_id=mid)
         elif step.kind == "client" and s.owner is None and len(to_people) == 1:
-            self.set_owner(at, to_people[0].name, None, "client addressed one person",
-                           message_id=mid)
+            self.set_owner(
+                at, to_people[0].name, None, "client addressed one person", message_id=mid
+            )
 
     # -- commands ---------------------------------------------------------------------------
 
