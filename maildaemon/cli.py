@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from maildaemon import __version__, ingest, views
+from maildaemon import __version__, ingest, ledger, views
 from maildaemon.config import STARTER_CONFIG, Config, find_config_path, load_config, render_config
 from maildaemon.coordination import derive
 from maildaemon.errors import ConfigError, MaildaemonError, OperationError, UserError
@@ -389,6 +389,13 @@ def tasks(
     wanted = _statuses(status)
     config = app.config
     _check_filters(config, owner, client, stage)
+    stale = app.store.stale_tasks(ledger.derivation_fingerprint(config))
+    if stale:
+        click.echo(
+            f"maildaemon: {stale} task(s) were derived under another config or rules; "
+            "run `maildaemon recompute`",
+            err=True,
+        )
     owner_name = None
     if owner is not None and owner != "none":
         person = config.resolve_person(owner)
@@ -553,4 +560,4 @@ def command_names() -> list[str]:
 
 
 # Commands in other modules register themselves on `cli` when imported.
-from maildaemon import cli_manage  # noqa: E402, F401
+from maildaemon import cli_manage, cli_reports  # noqa: E402, F401

@@ -250,7 +250,11 @@ def refresh_task(store: Store, config: Config, task_id: int, now: datetime) -> T
     state = derive(thread, stored, config, now, store.commands(task_id).get(task_id, []))
     if state is not None:
         writes = DerivedWrites(
-            [], [(task_id, ledger.task_values(state, config.fingerprint))], [], [], []
+            [],
+            [(task_id, ledger.task_values(state, ledger.derivation_fingerprint(config)))],
+            [],
+            [],
+            [],
         )
         writes.derived[task_id] = ledger.derived_rows(state)
         store.write_derived(writes)

@@ -21,6 +21,15 @@ from maildaemon.ownership import Command
 from maildaemon.store import DerivedWrites, Row, iso
 from maildaemon.threads import Rules, Thread, thread_messages
 
+# Bump when a change to the rules (threading, ownership, clocks) changes derived state:
+# stored tasks then read as stale until `recompute` (or the next sync) re-derives them.
+RULES_VERSION = 3
+
+
+def derivation_fingerprint(config: Config) -> str:
+    """What derived state records it was derived under: the config and the rules."""
+    return f"{config.fingerprint[:32]}-r{RULES_VERSION}"
+
 
 def threading_rules(
     config: Config,
@@ -122,7 +131,7 @@ def plan(
         owned.setdefault(idx, []).append(task)
 
     writes = DerivedWrites([], [], [], [], [])
-    fingerprint = config.fingerprint
+    fingerprint = derivation_fingerprint(config)
     at = iso(now) or ""
     next_placeholder = -1
     tasks = 0

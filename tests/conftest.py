@@ -86,5 +86,3 @@ def demo(tmp_path: Path, run_cli: Callable[..., Result]) -> Path:
     result = run_cli("--config", config, "--now", DEMO_NOW, "sync")
     assert result.exit_code == 0, result.output
     return config
-
-

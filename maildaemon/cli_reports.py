@@ -1,0 +1,420 @@
+"""Reports for managers (SPEC 6.2, 6.3, 7, 8, 10): `orphans`, `map`, `sla report`, and
+`recompute`, which replays every task under the current config and shows what changes.
+
+Each command reads the store (the only module that writes SQL), shapes plain dicts, and
+prints them as JSON or as a table; the same dict feeds both.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from maildaemon import ledger, views
+from maildaemon.cli import App, cli, emit_json, json_option, listing, pass_app, task_objects
+from maildaemon.clocks import sla_for
+from maildaemon.config import Config
+from maildaemon.errors import UserError
+from maildaemon.store import TASK_COLUMNS, DerivedWrites, iso, parse_iso
+
+NO_CLIENT = "(no client)"
+LIVE = ("open", "waiting")
+ORPHAN_KEYS = ("id", "client", "status", "due", "orphan_reason", "command", "subject")
+COVERED_KEYS = ("id", "client", "owner", "covered_by", "away_until", "due", "subject")
+
+
+def _today(config: Config, now: datetime) -> date:
+    return now.astimezone(ZoneInfo(config.daemon.timezone)).date()
+
+
+def _stand_in(config: Config, name: str | None, day: date) -> str | None:
+    """Who can take work meant for ``name`` on ``day``: that person, or their cover."""
+    person = config.person_by_name(name) if name else None
+    if person is None or not person.active:
+        return None
+    if not person.is_away(day):
+        return person.name
+    cover = config.person_by_name(person.away.cover) if person.away and person.away.cover else None
+    if cover is None or not cover.active or cover.is_away(day):
+        return None
+    return cover.name
+
+
+def _suggest(config: Config, task: Mapping[str, Any], day: date) -> str:
+    """The command that fixes an orphan: assign it to the map's owner of its stage (the
+    first stage when it has none) for its client, else to a PERSON the manager picks."""
+    client = config.client_by_name(task["client"]) if task["client"] else None
+    stage = task["stage"] or (config.stages[0] if config.stages else None)
+    mapped = client.map.get(stage) if client is not None and stage is not None else None
+    who = _stand_in(config, mapped, day)
+    if who is None or who == task["owner"]:
+        who = "PERSON"
+    return f"maildaemon assign {task['id']} {who}"
+
+
+@cli.command()
+@json_option
+@pass_app
+def orphans(app: App, as_json: bool) -> None:
+    """Orphaned open and waiting tasks with the reason and the command to act on each;
+    then the tasks of people away with a cover (not orphaned, but worth seeing)."""
+    config, now = app.config, app.now
+    day = _today(config, now)
+    live = views.sort_tasks(t for t in task_objects(app) if t["status"] in LIVE)
+    orphaned = [{**t, "command": _suggest(config, t, day)} for t in live if t["orphaned"]]
+    covered = []
+    for t in live:
+        p = config.person_by_name(t["owner"]) if t["owner"] else None
+        if p and p.away and p.away.cover and p.is_away(day) and not t["orphaned"]:
+            covered.append({**t, "covered_by": p.away.cover, "away_until": str(p.away.until)})
+    if as_json:
+        emit_json({"orphaned": orphaned, "covered": covered})
+        return
+    click.echo(f"Orphaned ({len(orphaned)}):")
+    rows = [_cells({**t, "due": views.due_cell(t, now)}, *ORPHAN_KEYS) for t in orphaned]
+    heads = ("ID", "CLIENT", "STATUS", "DUE", "REASON", "ACT", "SUBJECT")
+    click.echo(_indent(views.table(rows, heads, wrap_last=50)) if rows else "  none")
+    click.echo(f"\nCovered: owner away, a cover stands in ({len(covered)}):")
+    rows = [_cells({**t, "due": views.due_cell(t, now)}, *COVERED_KEYS) for t in covered]
+    heads = ("ID", "CLIENT", "OWNER", "COVER", "AWAY UNTIL", "DUE", "SUBJECT")
+    click.echo(_indent(views.table(rows, heads, wrap_last=50)) if rows else "  none")
+
+
+def _cells(obj: Mapping[str, Any], *keys: str) -> tuple[str, ...]:
+    return tuple("-" if obj[k] is None else str(obj[k]) for k in keys)
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+# -- the responsibility map (SPEC 8) --------------------------------------------------------
+
+
+def _cell(config: Config, client: str, stage: str, owner: str | None, day: date) -> dict[str, Any]:
+    """One cell: its owner, and why it is a hole (work that will be orphaned) or covered."""
+    cell: dict[str, Any] = {"owner": owner, "hole": None, "covered_by": None, "away_until": None}
+    person = config.person_by_name(owner) if owner else None
+    if owner is None:
+        cell["hole"] = f"no owner for stage {stage} of {client}"
+    elif person is None or not person.active:
+        cell["hole"] = f"owner {owner} is inactive"
+    elif person.is_away(day) and person.away is not None:
+        until = cell["away_until"] = person.away.until.isoformat()
+        cover = person.away.cover
+        if cover is None:
+            cell["hole"] = f"owner {owner} is away until {until} with no cover"
+        elif _stand_in(config, cover, day) != cover:
+            cell["hole"] = (
+                f"owner {owner} is away until {until}; the cover {cover} is unavailable too"
+            )
+        else:
+            cell["covered_by"] = cover
+    return cell
+
+
+def responsibility_map(
+    config: Config, tasks: Iterable[Mapping[str, Any]], day: date
+) -> dict[str, Any]:
+    """The board of SPEC 8 with open and waiting tasks per cell, its holes and covered cells."""
+    counts = Counter((t["client"], t["stage"]) for t in tasks if t["status"] in LIVE)
+    rows, holes, covered = [], [], []
+    for client in config.clients:
+        cells = {}
+        for stage in config.stages:
+            cell = _cell(config, client.name, stage, client.map.get(stage), day)
+            cell["open_tasks"] = counts.get((client.name, stage), 0)
+            cells[stage] = cell
+            where = {"client": client.name, "stage": stage, "owner": cell["owner"]}
+            if cell["hole"] is not None:
+                holes.append({**where, "reason": cell["hole"], "open_tasks": cell["open_tasks"]})
+            if cell["covered_by"] is not None:
+                covered.append(
+                    {**where, "covered_by": cell["covered_by"], "away_until": cell["away_until"]}
+                )
+        unstaged = counts.get((client.name, None), 0)
+        rows.append({"client": client.name, "cells": cells, "unstaged_tasks": unstaged})
+    return {"stages": list(config.stages), "clients": rows, "holes": holes, "covered": covered}
+
+
+def _map_cell(cell: Mapping[str, Any]) -> str:
+    text = cell["owner"] or "-"
+    if cell["hole"] is not None:
+        text += " HOLE"
+    elif cell["covered_by"] is not None:
+        text += f" (away; {cell['covered_by']} covers)"
+    return text + (f" [{cell['open_tasks']}]" if cell["open_tasks"] else "")
+
+
+@cli.command("map")
+@json_option
+@pass_app
+def map_(app: App, as_json: bool) -> None:
+    """The responsibility map: clients by stages, the owner of each cell, its open and
+    waiting tasks, and the holes (no owner, or an owner inactive or away with no cover)."""
+    config = app.config
+    if not config.stages or not config.clients:
+        raise UserError("no map to show: the config needs [stages] order and [[clients]] with map")
+    board = responsibility_map(config, task_objects(app), _today(config, app.now))
+    if as_json:
+        emit_json(board)
+        return
+    rows = [
+        (
+            r["client"],
+            *(_map_cell(r["cells"][s]) for s in board["stages"]),
+            str(r["unstaged_tasks"]) if r["unstaged_tasks"] else "-",
+        )
+        for r in board["clients"]
+    ]
+    click.echo(views.table(rows, ("CLIENT", *(s.upper() for s in board["stages"]), "NO STAGE")))
+    click.echo("[n]: open and waiting tasks in the cell")
+    click.echo(f"\nHoles ({len(board['holes'])}): work there will be orphaned")
+    for h in board["holes"]:
+        click.echo(f"  {h['client']} / {h['stage']}: {h['reason']}")
+    if board["covered"]:
+        click.echo(f"\nCovered ({len(board['covered'])}):")
+        for c in board["covered"]:
+            click.echo(
+                f"  {c['client']} / {c['stage']}: {c['owner']} is away until "
+                f"{c['away_until']}, covered by {c['covered_by']}"
+            )
+
+
+# -- sla report (SPEC 7) ----------------------------------------------------------------------
+
+
+def _parse_since(config: Config, value: str) -> datetime:
+    """An ISO date (midnight in daemon.timezone) or datetime (UTC if no offset)."""
+    try:
+        if len(value.strip()) == 10:
+            day = date.fromisoformat(value.strip())
+            return datetime.combine(day, time(0), ZoneInfo(config.daemon.timezone))
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date or time; e.g. 2026-11-01 or 2026-11-01T09:00:00Z",
+            param_hint="--since",
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=ZoneInfo("UTC"))
+
+
+def _hours(td: timedelta) -> float:
+    return round(td.total_seconds() / 3600, 2)
+
+
+def sla_report(
+    config: Config,
+    clocks: Sequence[Mapping[str, Any]],
+    clients: Sequence[str],
+    since: datetime,
+    now: datetime,
+) -> list[dict[str, Any]]:
+    """Per client: outcomes of clocks that ended in [since, now] per kind, with the median
+    business hours from start to stop (met and missed), and the clocks overdue at ``now``.
+
+    Clocks are taken as of ``now``: one started later is left out; one stopped later was
+    still running then.
+    """
+    report = []
+    for name in clients:
+        sla = sla_for(config, None if name == NO_CLIENT else name)
+        cal = sla.calendar
+        kinds: dict[str, dict[str, Any]] = {}
+        spans: dict[str, list[float]] = {}
+        overdue = []
+        for c in clocks:
+            if (c["client"] or NO_CLIENT) != name:
+                continue
+            started, due = parse_iso(c["started_at"]), parse_iso(c["due_at"])
+            stopped = parse_iso(c["stopped_at"])
+            assert started is not None and due is not None
+            if started > now:
+                continue
+            if stopped is not None and stopped <= now:
+                if stopped < since:
+                    continue
+                k = kinds.setdefault(c["kind"], {"met": 0, "missed": 0, "void": 0})
+                k[c["outcome"]] = k.get(c["outcome"], 0) + 1
+                if c["outcome"] in ("met", "missed"):
+                    spans.setdefault(c["kind"], []).append(_hours(cal.between(started, stopped)))
+            elif due < now:
+                late = _hours(cal.between(due, now))
+                keys = ("task_id", "subject", "owner", "kind", "started_at", "due_at")
+                overdue.append({**{k: c[k] for k in keys}, "overdue_business_hours": late})
+        for kind, k in kinds.items():
+            hours = spans.get(kind)
+            k["median_business_hours"] = round(statistics.median(hours), 2) if hours else None
+        overdue.sort(key=lambda o: (o["due_at"], o["task_id"]))
+        report.append(
+            {
+                "client": name,
+                "tier": sla.tier,
+                "calendar": sla.calendar_name,
+                "clocks": dict(sorted(kinds.items())),
+                "overdue": overdue,
+            }
+        )
+    return report
+
+
+@cli.group()
+def sla() -> None:
+    """SLA outcomes (SPEC 7)."""
+
+
+@sla.command("report")
+@click.option("--client", "client_name", metavar="CLIENT", help="Only this client.")
+@click.option(
+    "--since",
+    metavar="DATE",
+    help="Clocks that ended from this date or time on (default: 30 days before now).",
+)
+@json_option
+@pass_app
+def sla_report_cmd(app: App, client_name: str | None, since: str | None, as_json: bool) -> None:
+    """Per client: met and missed per clock for clocks that ended since --since, the median
+    time to stop in the client's business hours, and what is overdue now."""
+    config, now = app.config, app.now
+    start = _parse_since(config, since) if since else now - timedelta(days=30)
+    if start > now:
+        raise UserError(f"--since {since} is after now ({iso(now)})")
+    if client_name is not None:
+        found = config.client_by_name(client_name)
+        if found is None:
+            clients = listing(c.name for c in config.clients)
+            raise UserError(f"unknown client {client_name!r}; configured: {clients}")
+        names = [found.name]
+    else:
+        names = [c.name for c in config.clients]
+    clocks = app.store.clock_rows(stopped_since=start)
+    if client_name is None and any(c["client"] is None for c in clocks):
+        names.append(NO_CLIENT)
+    report = sla_report(config, clocks, names, start, now)
+    if as_json:
+        emit_json({"since": iso(start), "until": iso(now), "clients": report})
+        return
+    click.echo(f"SLA clocks that ended {iso(start)} .. {iso(now)}")
+    for r in report:
+        click.echo(f"\n{r['client']} (tier {r['tier']}, calendar {r['calendar']})")
+        rows = [
+            (kind, *_cells(k, "met", "missed", "void", "median_business_hours"))
+            for kind, k in r["clocks"].items()
+        ]
+        if rows:
+            heads = ("CLOCK", "MET", "MISSED", "VOID", "MEDIAN BUSINESS HOURS")
+            click.echo(_indent(views.table(rows, heads)))
+        else:
+            click.echo("  no clocks ended")
+        for o in r["overdue"]:
+            click.echo(
+                f"  overdue now: #{o['task_id']} {o['kind']} due {o['due_at']} "
+                f"({o['overdue_business_hours']}h late; owner {o['owner'] or 'none'}) "
+                f"{o['subject'] or '(no subject)'}"
+            )
+
+
+# -- recompute (SPEC 6.3, 11) -----------------------------------------------------------------
+
+LABELS = {"due_at": "due", "pending_to": "handoff to", "pending_due_at": "handoff due"}
+_COMPARED = [i for i, col in enumerate(TASK_COLUMNS) if col != "config_fingerprint"]
+
+
+def _change(task_id: int | None, field: str, before: Any, after: Any) -> dict[str, Any]:
+    return {"id": task_id, "field": field, "before": before, "after": after}
+
+
+def _clock_key(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], Sequence[Any]]:
+    """Clock rows by (kind, started_at, n): n tells apart clocks that share both."""
+    out: dict[tuple[Any, ...], Sequence[Any]] = {}
+    for r in rows:
+        out[(r[0], r[1], sum(1 for k in out if k[:2] == (r[0], r[1])))] = r
+    return out
+
+
+def clock_changes(
+    task_id: int, before: Iterable[Sequence[Any]], after: Iterable[Sequence[Any]]
+) -> list[dict[str, Any]]:
+    """What a manager sees change in a task's clocks: a running deadline that moves, an
+    outcome that flips, a clock that appears or goes. (An ended clock whose recorded
+    deadline moves without changing its outcome is rewritten, not reported.)"""
+    old, new = _clock_key(before), _clock_key(after)
+    out = []
+    for key in sorted({*old, *new}, key=lambda k: (k[1], k[0], k[2])):
+        a, b = old.get(key), new.get(key)
+        if a is None or b is None or a[4] != b[4]:
+            views_ = [None if r is None else f"{r[4]}, due {r[2]}" for r in (a, b)]
+            out.append(_change(task_id, f"clocks.{key[0]}", *views_))
+        elif b[4] == "running" and a[2] != b[2]:
+            out.append(_change(task_id, f"clocks.{key[0]}.due_at", a[2], b[2]))
+    return out
+
+
+def recompute_changes(
+    writes: DerivedWrites,
+    current: Mapping[int, Sequence[Any]],
+    clocks: Mapping[int, Sequence[Sequence[Any]]],
+) -> list[dict[str, Any]]:
+    """The visible changes of a re-derivation plan, one {id, field, before, after} each."""
+    out: list[dict[str, Any]] = []
+    for task_id, values in sorted(writes.changed_tasks):
+        before = current.get(task_id)
+        for i in _COMPARED:
+            old = before[i] if before is not None else None
+            if old != values[i]:
+                out.append(_change(task_id, TASK_COLUMNS[i], old, values[i]))
+        if task_id in writes.derived:
+            out += clock_changes(task_id, clocks.get(task_id, ()), writes.derived[task_id][1])
+    for _, values in writes.new_tasks:
+        out.append(_change(None, "new_task", None, values[TASK_COLUMNS.index("subject")]))
+    for old_id, new_id, _ in writes.aliases:
+        out.append(_change(old_id, "merged_into", old_id, new_id))
+    return out
+
+
+def _label(field: str) -> str:
+    return LABELS.get(field, field.removeprefix("clocks.").replace(".due_at", " due"))
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
+@json_option
+@pass_app
+def recompute(app: App, dry_run: bool, as_json: bool) -> None:
+    """Replay every task under the current config and rules; print what changes, then
+    write it (SPEC 6.3). Run it after editing the config."""
+    store, config = app.store, app.config
+    stored, rows = store.load_stored()
+    current = store.task_row_values()
+    roots, aliases, commands = store.task_roots(), store.aliases(), store.commands()
+    plan = ledger.plan(
+        stored, rows, current, roots, aliases, config, app.now, commands, store.repairs()
+    )
+    changes = recompute_changes(plan.writes, current, store.clocks_by_task())
+    ids = {c["id"] for c in changes if c["id"] is not None}
+    new = sum(1 for c in changes if c["field"] == "new_task")
+    verb = "would change" if dry_run else "change"
+    extra = f", {new} new task(s)" if new else ""
+    click.echo(f"{len(ids)} task(s) {verb}{extra}", err=True)
+    if as_json:
+        emit_json(changes)
+    else:
+        by_task: dict[int, list[str]] = {}
+        for c in changes:
+            before, after = ("none" if v is None else v for v in (c["before"], c["after"]))
+            if c["id"] is None:
+                click.echo(f"new task: {c['after'] or '(no subject)'}")
+                continue
+            by_task.setdefault(c["id"], []).append(f"{_label(c['field'])} {before} -> {after}")
+        for task_id, parts in by_task.items():
+            click.echo(f"#{task_id}: {', '.join(parts)}")
+    if not dry_run and plan.writes:
+        store.write_derived(plan.writes)
+        written = len(plan.writes.changed_tasks) + len(plan.writes.new_tasks)
+        click.echo(f"wrote {written} task row(s) under the current config", err=True)
