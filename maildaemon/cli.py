@@ -115,7 +115,13 @@ def json_option(f: F) -> F:
 
 
 def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    """JSON on stdout; a list is printed one item per line (fast for 100,000 tasks, and
+    still easy to read and to grep)."""
+    if isinstance(data, list):
+        items = ",\n  ".join(json.dumps(item, ensure_ascii=False) for item in data)
+        click.echo(f"[\n  {items}\n]" if data else "[]")
+    else:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 pass_app = click.make_pass_decorator(App)
@@ -280,26 +286,39 @@ def sync(app: App, inbox_name: str | None) -> None:
 # -- reading -----------------------------------------------------------------------------
 
 
-def task_objects(app: App, *, with_messages: bool = False) -> list[dict[str, Any]]:
-    """Every thread that is a task as of --now (stored state, re-derived where --now cuts)."""
-    store, now = app.store, app.now
+def task_entries(
+    app: App, statuses: Iterable[str] | None = None, *, parse: bool = True
+) -> list[tuple[dict[str, Any], str | None]]:
+    """Every thread that is a task as of --now, most urgent first, as (object, its JSON).
+
+    Stored tasks come as JSON built by the store; tasks that --now cuts are re-derived
+    (their JSON is None). ``statuses`` narrows what is read when --now is not set.
+    ``parse=False`` leaves stored tasks as JSON text only (objects empty): for printing.
+    """
+    store, now, config = app.store, app.now, app.config
     late = store.tasks_active_after(now) if app.pinned_now else set()
-    tasks = []
-    for row in store.task_rows():
-        if row["id"] in late:
-            derived = derive_task(app, row["id"])
-            if derived is None:
-                continue
-            obj, is_task = derived
+    rows = store.task_json(
+        now,
+        views.unavailable_owners(config, now),
+        [p.name for p in config.people],
+        None if app.pinned_now else statuses,
+    )
+    entries: list[tuple[dict[str, Any], str | None]] = []
+    for task_id, text in rows:
+        if task_id in late:
+            derived = derive_task(app, task_id)
+            if derived is not None and derived[1]:
+                entries.append((derived[0], None))
         else:
-            obj, is_task = views.from_row(dict(row), now, app.config), bool(row["is_task"])
-        if is_task:
-            tasks.append(obj)
-    if with_messages:
-        ids = store.message_ids_by_task(now)
-        for t in tasks:
-            t["message_ids"] = ids.get(t["id"], [])
-    return tasks
+            entries.append((json.loads(text) if parse else {}, text))
+    if late:
+        entries.sort(key=lambda e: views.urgency_key(e[0]))
+    return entries
+
+
+def task_objects(app: App, statuses: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """Every task as of --now as SPEC 10 objects, most urgent first."""
+    return [obj for obj, _ in task_entries(app, statuses)]
 
 
 def derive_task(app: App, task_id: int) -> tuple[dict[str, Any], bool] | None:
@@ -400,8 +419,13 @@ def tasks(
     if owner is not None and owner != "none":
         person = config.resolve_person(owner)
         owner_name = person.name if person else owner
-    selected = []
-    for t in task_objects(app, with_messages=with_messages and as_json):
+    filtering = any((unowned, overdue, orphaned, owner, client, stage)) or app.pinned_now
+    parse = filtering or with_messages or not as_json
+    entries = []
+    for t, text in task_entries(app, wanted, parse=parse):
+        if not parse:
+            entries.append((t, text))
+            continue
         if t["status"] not in wanted:
             continue
         if unowned and t["owner"] is not None:
@@ -416,10 +440,17 @@ def tasks(
             continue
         if stage is not None and t["stage"] != stage:
             continue
-        selected.append(t)
-    selected = views.sort_tasks(selected)
+        entries.append((t, text))
+    selected = [t for t, _ in entries]
     if as_json:
-        emit_json(selected)
+        if with_messages:
+            ids = app.store.message_ids_by_task(app.now)
+            for t in selected:
+                t["message_ids"] = ids.get(t["id"], [])
+            emit_json(selected)
+        else:  # the store's JSON as it is: no second encoding of 100,000 objects
+            items = ",\n  ".join(text or json.dumps(t, ensure_ascii=False) for t, text in entries)
+            click.echo(f"[\n  {items}\n]" if entries else "[]")
         return
     if not selected:
         click.echo("no tasks match", err=True)

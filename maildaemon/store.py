@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -492,8 +492,45 @@ class Store:
                 splits.add(mid)
         return tuple(merges), frozenset(splits)
 
-    def task_rows(self) -> list[sqlite3.Row]:
-        return self.query("SELECT * FROM tasks")
+    def task_rows(self, statuses: Iterable[str] | None = None) -> list[sqlite3.Row]:
+        """Stored tasks (threads that are not tasks left out), optionally of some statuses."""
+        if statuses is None:
+            return self.query("SELECT * FROM tasks WHERE is_task = 1")
+        wanted = json.dumps(sorted(statuses))
+        return self.query(
+            "SELECT * FROM tasks WHERE is_task = 1 AND status IN (SELECT value FROM json_each(?))",
+            (wanted,),
+        )
+
+    def task_json(
+        self,
+        now: datetime,
+        unavailable: Mapping[str, str],
+        roster: Sequence[str],
+        statuses: Iterable[str] | None = None,
+    ) -> list[tuple[int, str]]:
+        """Stored tasks as the JSON objects of SPEC 10, built by SQLite, most urgent first.
+
+        ``unavailable`` maps owners who are inactive or away without cover (as of ``now``)
+        to the reason; owners not on ``roster`` count as inactive. Stored times are
+        fixed-width UTC strings, so they compare as text. This is what keeps `tasks --json`
+        on 100,000 tasks within a second.
+        """
+        where = "is_task = 1"
+        params: dict[str, Any] = {
+            "now": iso(now),
+            "reasons": json.dumps(dict(unavailable)),
+            "roster": json.dumps(list(roster)),
+        }
+        if statuses is not None:
+            where += " AND status IN (SELECT value FROM json_each(:statuses))"
+            params["statuses"] = json.dumps(sorted(statuses))
+        return self.conn.execute(
+            f"SELECT id, json_object({_TASK_JSON}) FROM tasks WHERE {where} "
+            "ORDER BY (due_at IS NOT NULL AND status != 'closed' AND :now > due_at) DESC, "
+            "due_at IS NULL, due_at, last_activity_at, id",
+            params,
+        ).fetchall()
 
     def tasks_active_after(self, moment: datetime) -> set[int]:
         """Tasks with a message after ``moment``: their stored state is newer than it."""
@@ -669,6 +706,27 @@ _MESSAGE_COLUMNS = [
     "seen_at",
     "shared",
 ]
+_ORPHAN_REASON = (
+    "CASE WHEN flag IS NOT NULL THEN flag WHEN owner IS NULL THEN 'unowned' "
+    "WHEN owner NOT IN (SELECT value FROM json_each(:roster)) "
+    "THEN 'owner ' || owner || ' is inactive' "
+    "ELSE (SELECT value FROM json_each(:reasons) WHERE key = owner) END"
+)
+_TASK_JSON = (
+    "'id', id, 'subject', subject, 'root_message_id', root_message_id, 'client', client, "
+    "'owner', owner, 'status', status, 'stage', stage, 'opened_at', opened_at, "
+    "'last_activity_at', last_activity_at, 'due_at', due_at, "
+    "'overdue', json(CASE WHEN due_at IS NOT NULL AND status != 'closed' AND :now > due_at "
+    "THEN 'true' ELSE 'false' END), "
+    f"'orphaned', json(CASE WHEN ({_ORPHAN_REASON}) IS NULL THEN 'false' ELSE 'true' END), "
+    f"'orphan_reason', {_ORPHAN_REASON}, "
+    "'pending_handoff', CASE WHEN pending_to IS NULL THEN NULL ELSE json_object("
+    "'from', pending_from, 'to', pending_to, 'at', pending_at, 'due_at', pending_due_at, "
+    "'overdue', json(CASE WHEN pending_due_at IS NOT NULL AND :now > pending_due_at "
+    "THEN 'true' ELSE 'false' END)) END, "
+    "'messages', message_count, 'inboxes', json(inboxes), 'last_from', last_from"
+)
+
 _INSERT_MESSAGE = (
     f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
     f"VALUES ({', '.join('?' for _ in _MESSAGE_COLUMNS)})"

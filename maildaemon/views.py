@@ -6,7 +6,6 @@ JSON output and the human tables, so both always say the same thing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -24,46 +23,22 @@ def _day(config: Config, now: datetime) -> date:
 
 
 def _pending(
-    frm: str | None, to: str | None, at: str | None, due: str | None, now: datetime
+    frm: str | None, to: str | None, at: str | None, due: str | None, now_iso: str
 ) -> dict[str, Any] | None:
     if to is None:
         return None
-    due_at = parse_iso(due)
-    return {
-        "from": frm,
-        "to": to,
-        "at": at,
-        "due_at": due,
-        "overdue": bool(due_at is not None and now > due_at),
-    }
+    return {"from": frm, "to": to, "at": at, "due_at": due, "overdue": bool(due and now_iso > due)}
 
 
-def from_row(row: Mapping[str, Any], now: datetime, config: Config) -> dict[str, Any]:
-    """A stored `tasks` row as the SPEC 10 task object, with clocks evaluated at ``now``."""
-    due = row["due_at"]
-    due_at = parse_iso(due)
-    orphan = orphan_reason(row["owner"], row["flag"], config, _day(config, now))
-    return {
-        "id": row["id"],
-        "subject": row["subject"],
-        "root_message_id": row["root_message_id"],
-        "client": row["client"],
-        "owner": row["owner"],
-        "status": row["status"],
-        "stage": row["stage"],
-        "opened_at": row["opened_at"],
-        "last_activity_at": row["last_activity_at"],
-        "due_at": due,
-        "overdue": bool(due_at is not None and row["status"] != "closed" and now > due_at),
-        "orphaned": orphan is not None,
-        "orphan_reason": orphan,
-        "pending_handoff": _pending(
-            row["pending_from"], row["pending_to"], row["pending_at"], row["pending_due_at"], now
-        ),
-        "messages": row["message_count"],
-        "inboxes": json.loads(row["inboxes"]),
-        "last_from": row["last_from"],
-    }
+def unavailable_owners(config: Config, now: datetime) -> dict[str, str]:
+    """Roster people who cannot hold a task on ``now``'s day, with the reason (SPEC 6.2)."""
+    day = _day(config, now)
+    out = {}
+    for p in config.people:
+        reason = orphan_reason(p.name, None, config, day)
+        if reason is not None:
+            out[p.name] = reason
+    return out
 
 
 def from_state(task_id: int, state: TaskState, now: datetime) -> dict[str, Any]:
@@ -83,7 +58,7 @@ def from_state(task_id: int, state: TaskState, now: datetime) -> dict[str, Any]:
         "overdue": state.overdue,
         "orphaned": state.orphaned,
         "orphan_reason": state.orphan_reason,
-        "pending_handoff": _pending(p.from_, p.to, iso(p.at), iso(p.due_at), now)
+        "pending_handoff": _pending(p.from_, p.to, iso(p.at), iso(p.due_at), iso(now) or "")
         if p is not None
         else None,
         "messages": state.message_count,
