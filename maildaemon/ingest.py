@@ -222,7 +222,8 @@ def sync_local(
 def rederive(
     store: Store, config: Config, now: datetime, fresh: dict[str, Message] | None = None
 ) -> ledger.Plan:
-    """Re-thread every message and re-derive every task; write only what changed."""
+    """Re-thread every message and re-derive the tasks that changed (every task when
+    ``fresh`` is None); write only what changed."""
     stored, rows = store.load_stored(fresh)
     result = ledger.plan(
         stored,
@@ -234,6 +235,7 @@ def rederive(
         now,
         store.commands(),
         store.repairs(),
+        touched=frozenset(fresh) if fresh is not None else None,
     )
     if result.writes:
         store.write_derived(result.writes)

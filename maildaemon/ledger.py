@@ -18,7 +18,7 @@ from maildaemon.config import Config
 from maildaemon.coordination import TaskState, derive
 from maildaemon.model import Stored
 from maildaemon.ownership import Command
-from maildaemon.store import DerivedWrites, Row, iso
+from maildaemon.store import TASK_COLUMNS, DerivedWrites, Row, iso
 from maildaemon.threads import Rules, Thread, thread_messages
 
 # Bump when a change to the rules (threading, ownership, clocks) changes derived state:
@@ -121,8 +121,14 @@ def plan(
     now: datetime,
     commands: Mapping[int, Sequence[Command]] | None = None,
     repairs: tuple[tuple[tuple[str, str], ...], frozenset[str]] = ((), frozenset()),
+    touched: frozenset[str] | None = None,
 ) -> Plan:
-    """Everything that must change in the store for it to match the messages and config."""
+    """Everything that must change in the store for it to match the messages and config.
+
+    Threading is always global (a new message can link or move anything), but only the
+    threads that changed are re-derived: those with a message in ``touched`` (new or
+    replaced mail), whose membership changed, or whose state was derived under another
+    config or rules. ``touched=None`` re-derives every thread (`recompute`)."""
     by_id = {s.message.message_id: s for s in stored}
     threads = thread_messages(stored, threading_rules(config, aliases, repairs))
     claims = _claims(threads, by_id, {t: root for t, (_, root) in opened.items()})
@@ -136,8 +142,19 @@ def plan(
     next_placeholder = -1
     tasks = 0
     commands = commands or {}
+    stamp = TASK_COLUMNS.index("config_fingerprint")
     for idx, thread in enumerate(threads):
         mine = sorted(owned.get(idx, ()), key=lambda t: (opened[t][0] if t in opened else "", t))
+        if touched is not None and len(mine) == 1:
+            stored_row = current.get(mine[0])
+            if (
+                stored_row is not None
+                and stored_row[stamp] == fingerprint
+                and not any(mid in touched for mid in thread.message_ids)
+                and all(by_id[mid].prior_task == mine[0] for mid in thread.message_ids)
+            ):
+                tasks += stored_row[0]
+                continue
         given = sorted((c for t in mine for c in commands.get(t, ())), key=lambda c: c.at)
         state = derive(thread, by_id, config, now, given)
         if state is None:

@@ -275,6 +275,10 @@ def _fallback(
         target = by_task.get(task) if task is not None else None
         if target is None or sender is None:
             continue
+        # The task must have existed when this mail arrived: a reference to an id that was
+        # handed out later (in the same batch, say) names some other task by accident.
+        if not any(s.seen_at < first.seen_at for s in target.members):
+            continue
         if rules.is_team(sender) or sender in target.participants(rules, first):
             return target, TASK_REF
     if not rules.subject_fallback or sender is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -141,8 +141,8 @@ def test_header_links_win_over_subject_placement():
 # -- through the store: task ids, merges, moves ---------------------------------------------
 
 
-def _import(store: Store, *paths: Path) -> None:
-    import_paths(store, CONFIG, list(paths), inbox="import", now=SEEN, workers=1)
+def _import(store: Store, *paths: Path, now: datetime = SEEN) -> None:
+    import_paths(store, CONFIG, list(paths), inbox="import", now=now, workers=1)
 
 
 def _task_of(store: Store, path: Path) -> int:
@@ -171,10 +171,17 @@ def test_task_reference_joins_the_named_task(tmp_path):
     with Store(tmp_path / "t.db") as store:
         _import(store, d / "01.eml")
         assert _task_of(store, d / "01.eml") == 1
-        _import(store, d / "02.eml")
+        _import(store, d / "02.eml", now=SEEN + timedelta(minutes=5))
         assert _task_of(store, d / "02.eml") == 1
         row = store.query("SELECT joined_by FROM messages WHERE joined_by = 'task-ref'")
         assert len(row) == 1
+
+
+def test_a_task_reference_never_names_a_task_created_in_the_same_batch(tmp_path):
+    d = FIXTURES / "task-ref"
+    with Store(tmp_path / "t.db") as store:
+        _import(store, d)  # both at once: task 1 did not exist when 02 arrived
+        assert _task_of(store, d / "01.eml") != _task_of(store, d / "02.eml")
 
 
 def test_a_message_placed_by_subject_moves_when_headers_place_it_elsewhere(tmp_path):
@@ -229,3 +236,23 @@ def test_a_resent_copy_with_other_threading_headers_replaces_the_stored_one(tmp_
         _import(store, resent)
         assert store.query("SELECT COUNT(*) AS n FROM messages")[0]["n"] == 2
         assert _task_of(store, d / "01.eml") != store.resolve_task(message_id)
+
+
+def test_new_mail_re_derives_only_the_threads_it_touched(tmp_path):
+    from maildaemon import ingest, sources
+
+    chain = FIXTURES / "chain"
+    with Store(tmp_path / "t.db") as store:
+        everything_but_last = [p for p in sorted(FIXTURES.rglob("*.eml")) if p != chain / "04.eml"]
+        _import(store, *everything_but_last)
+        task = _task_of(store, chain / "01.eml")
+        source, todo = ingest.pending_items(store, "import", chain / "04.eml")
+        result = ingest.ingest_items(
+            store, todo, inbox="import", source=source, shared=True, text_cap=16384, now=SEEN
+        )
+        plan = ingest.rederive(store, CONFIG, SEEN, fresh=result.fresh)
+        assert set(plan.writes.derived) == {task}
+        assert (
+            plan.tasks == store.query("SELECT COUNT(*) AS n FROM tasks WHERE is_task = 1")[0]["n"]
+        )
+        assert sources.kind_of(chain / "04.eml") == "eml"
