@@ -206,9 +206,25 @@ def render_show(obj: Mapping[str, Any], now: datetime) -> str:
         f"  opened {obj['opened_at']} ({age(obj['opened_at'], now)} ago); "
         f"last activity {obj['last_activity_at']}",
         f"  root {obj['root_message_id']}; inboxes {', '.join(obj['inboxes']) or '-'}",
-        "",
-        f"Timeline ({obj['messages']} messages):",
     ]
+    pending = obj.get("pending_handoff")
+    if pending:
+        late = " (OVERDUE)" if pending["overdue"] else ""
+        lines.append(
+            f"  handoff {pending['from'] or 'nobody'} -> {pending['to']} at {pending['at']}, "
+            f"acknowledgement due {pending['due_at'] or '-'}{late}"
+        )
+    if obj.get("orphan_reason"):
+        lines.append(f"  orphaned: {obj['orphan_reason']}")
+    if obj.get("clocks"):
+        sla = obj.get("sla") or {}
+        lines += ["", f"Clocks (tier {sla.get('tier')}, calendar {sla.get('calendar')}):"]
+        for c in obj["clocks"]:
+            state = "OVERDUE" if c["overdue"] else c["outcome"]
+            end = f", stopped {c['stopped_at']}" if c["stopped_at"] else ""
+            detail = f" ({c['detail']})" if c["detail"] else ""
+            lines.append(f"  {c['kind']:<15} {state:<8} due {c['due_at']}{end}{detail}")
+    lines += ["", f"Timeline ({obj['messages']} messages):"]
     for e in obj["timeline"]:
         who = e["from_name"] or e["from"] or "?"
         extra = f" [{e['auto_reason']}]" if e["auto_reason"] else ""
