@@ -22,7 +22,8 @@ from maildaemon import __version__, ingest, ledger, views
 from maildaemon.config import STARTER_CONFIG, Config, find_config_path, load_config, render_config
 from maildaemon.coordination import derive
 from maildaemon.errors import ConfigError, MaildaemonError, OperationError, UserError
-from maildaemon.store import Store, iso
+from maildaemon.rows import iso
+from maildaemon.store import Store
 from maildaemon.threads import Thread
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -21,7 +21,7 @@ from maildaemon.cli import App, cli, emit_json, json_option, listing, pass_app, 
 from maildaemon.clocks import sla_for
 from maildaemon.config import Config
 from maildaemon.errors import UserError
-from maildaemon.store import TASK_COLUMNS, DerivedWrites, iso, parse_iso
+from maildaemon.rows import TASK_COLUMNS, DerivedWrites, iso, parse_iso
 
 NO_CLIENT = "(no client)"
 LIVE = ("open", "waiting")

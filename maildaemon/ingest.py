@@ -23,7 +23,8 @@ from maildaemon.errors import ParseError, UserError
 from maildaemon.model import Message
 from maildaemon.parsers import parse_message
 from maildaemon.parsers.message import strip_from_line
-from maildaemon.store import DerivedWrites, Store
+from maildaemon.rows import DerivedWrites
+from maildaemon.store import Store
 from maildaemon.threads import Thread
 
 log = logging.getLogger(__name__)

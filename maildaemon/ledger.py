@@ -18,7 +18,7 @@ from maildaemon.config import Config
 from maildaemon.coordination import TaskState, derive
 from maildaemon.model import Stored
 from maildaemon.ownership import Command
-from maildaemon.store import TASK_COLUMNS, DerivedWrites, Row, iso
+from maildaemon.rows import TASK_COLUMNS, DerivedWrites, Row, iso
 from maildaemon.threads import Rules, Thread, thread_messages
 
 # Bump when a change to the rules (threading, ownership, clocks) changes derived state:

@@ -11,8 +11,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -21,31 +20,24 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from maildaemon.errors import OperationError
-from maildaemon.model import Address, Attachment, Message, Stored
+from maildaemon.model import Message, Stored
 from maildaemon.ownership import Command
+from maildaemon.rows import (
+    INSERT_MESSAGE,
+    META_COLUMNS,
+    REPLACE_SET,
+    REPLACED_COLUMNS,
+    TASK_COLUMNS,
+    TASK_JSON,
+    DerivedWrites,
+    Row,
+    iso,
+    message_values,
+    parse_iso,
+    row_message,
+)
 
 BUSY_TIMEOUT_S = 30.0
-
-
-def iso(dt: datetime | None) -> str | None:
-    """Aware datetime -> ``2026-11-24T09:12:00Z``."""
-    if dt is None:
-        return None
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_iso(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
-
-
-def _addrs(value: Sequence[Address]) -> str:
-    return json.dumps([[a.name, a.email] for a in value], ensure_ascii=False)
-
-
-def _load_addrs(value: str) -> tuple[Address, ...]:
-    return tuple(Address(n, e) for n, e in json.loads(value))
 
 
 def migration_files() -> list[tuple[str, str]]:
@@ -68,25 +60,6 @@ def _migrations() -> Migrations:
 
         migrations(name=name.removesuffix(".sql"))(step)
     return migrations
-
-
-@dataclass(frozen=True, slots=True)
-class Row:
-    """A stored message's derived columns, to write only what changed."""
-
-    task_id: int | None
-    joined_by: str | None
-    kind: str | None
-    effective_at: str | None
-
-
-# The message columns the rules read: everything but the text.
-_META_COLUMNS = (
-    "id, message_id, synthetic_id, in_reply_to, refs, from_name, from_addr, to_addrs, "
-    "cc_addrs, reply_to, date, date_is_fallback, seen_at, subject, base_subject, "
-    "normalized_subject, is_forward, thread_index, auto_submitted, precedence, x_autoreply, "
-    "list_id, attachments, defects, size, shared, task_id, joined_by, kind, effective_at"
-)
 
 
 class Store:
@@ -188,11 +161,11 @@ class Store:
                 if mid in existing
                 and existing[mid][1] != (json.dumps(m.in_reply_to), json.dumps(m.references))
             ]
-            c.executemany(_INSERT_MESSAGE, [_message_values(m, seen, shared) for m in inserts])
+            c.executemany(INSERT_MESSAGE, [message_values(m, seen, shared) for m in inserts])
             c.executemany(
-                f"UPDATE messages SET {_REPLACE_SET} WHERE id = ?",
+                f"UPDATE messages SET {REPLACE_SET} WHERE id = ?",
                 [
-                    (*_message_values(m, seen, shared)[:_REPLACED_COLUMNS], rowid)
+                    (*message_values(m, seen, shared)[:REPLACED_COLUMNS], rowid)
                     for m, rowid in replaced
                 ],
             )
@@ -306,13 +279,13 @@ class Store:
         old = [mid for mid in rows if mid not in fresh]
         if old:
             for r in self.query(
-                f"SELECT {_META_COLUMNS} FROM messages WHERE message_id IN "
+                f"SELECT {META_COLUMNS} FROM messages WHERE message_id IN "
                 "(SELECT value FROM json_each(?))",
                 (json.dumps(old),),
             ):
                 stored.append(
                     Stored(
-                        message=_row_message(r),
+                        message=row_message(r),
                         seen_at=parse_iso(r["seen_at"]),  # type: ignore[arg-type]
                         inboxes=tuple(sorted(inboxes.get(r["id"], ()))),
                         shared=bool(r["shared"]),
@@ -332,13 +305,13 @@ class Store:
             inboxes.setdefault(mid, []).append(inbox)
         out = []
         for r in self.query(
-            f"SELECT {_META_COLUMNS}, b.text, b.reply_text FROM messages "
+            f"SELECT {META_COLUMNS}, b.text, b.reply_text FROM messages "
             "LEFT JOIN bodies b ON b.message = messages.id WHERE task_id = ? "
             "ORDER BY effective_at, seen_at, message_id",
             (task_id,),
         ):
             s = Stored(
-                message=_row_message(r, with_text=True),
+                message=row_message(r, with_text=True),
                 seen_at=parse_iso(r["seen_at"]),  # type: ignore[arg-type]
                 inboxes=tuple(dict.fromkeys(inboxes.get(r["id"], ()))),
                 shared=bool(r["shared"]),
@@ -526,7 +499,7 @@ class Store:
             where += " AND status IN (SELECT value FROM json_each(:statuses))"
             params["statuses"] = json.dumps(sorted(statuses))
         return self.conn.execute(
-            f"SELECT id, json_object({_TASK_JSON}) FROM tasks WHERE {where} "
+            f"SELECT id, json_object({TASK_JSON}) FROM tasks WHERE {where} "
             "ORDER BY (due_at IS NOT NULL AND status != 'closed' AND :now > due_at) DESC, "
             "due_at IS NULL, due_at, last_activity_at, id",
             params,
@@ -626,178 +599,3 @@ class Store:
             if p.exists():
                 total += p.stat().st_size
         return total
-
-
-TASK_COLUMNS = (
-    "is_task",
-    "root_message_id",
-    "subject",
-    "client",
-    "owner",
-    "stage",
-    "status",
-    "opened_at",
-    "last_activity_at",
-    "due_at",
-    "orphaned",
-    "message_count",
-    "inboxes",
-    "last_from",
-    "config_fingerprint",
-    "pending_from",
-    "pending_to",
-    "pending_at",
-    "pending_due_at",
-    "flag",
-)
-
-
-@dataclass(slots=True)
-class DerivedWrites:
-    """What a re-derivation changes. Negative task ids are placeholders for new tasks."""
-
-    new_tasks: list[tuple[int, tuple[Any, ...]]]
-    changed_tasks: list[tuple[int, tuple[Any, ...]]]
-    message_rows: list[tuple[str, tuple[int | None, str | None, str | None, str | None]]]
-    aliases: list[tuple[int, int, str]]
-    events: list[tuple[int, str, str, str, str | None, str | None]]
-    # Per task (placeholder ids too): its replayed events and its clocks, replacing the
-    # stored ones. Event rows: (at, kind, rule, owner_from, owner_to, message_id, actor,
-    # detail); clock rows: (kind, started_at, due_at, stopped_at, outcome, detail).
-    derived: dict[int, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = field(
-        default_factory=dict
-    )
-
-    def __bool__(self) -> bool:
-        return bool(
-            self.new_tasks
-            or self.changed_tasks
-            or self.message_rows
-            or self.aliases
-            or self.events
-            or self.derived
-        )
-
-
-_MESSAGE_COLUMNS = [
-    "message_id",
-    "synthetic_id",
-    "in_reply_to",
-    "refs",
-    "from_name",
-    "from_addr",
-    "to_addrs",
-    "cc_addrs",
-    "reply_to",
-    "date",
-    "date_is_fallback",
-    "subject",
-    "base_subject",
-    "normalized_subject",
-    "is_forward",
-    "thread_index",
-    "auto_submitted",
-    "precedence",
-    "x_autoreply",
-    "list_id",
-    "attachments",
-    "defects",
-    "size",
-    "seen_at",
-    "shared",
-]
-_ORPHAN_REASON = (
-    "CASE WHEN flag IS NOT NULL THEN flag WHEN owner IS NULL THEN 'unowned' "
-    "WHEN owner NOT IN (SELECT value FROM json_each(:roster)) "
-    "THEN 'owner ' || owner || ' is inactive' "
-    "ELSE (SELECT value FROM json_each(:reasons) WHERE key = owner) END"
-)
-_TASK_JSON = (
-    "'id', id, 'subject', subject, 'root_message_id', root_message_id, 'client', client, "
-    "'owner', owner, 'status', status, 'stage', stage, 'opened_at', opened_at, "
-    "'last_activity_at', last_activity_at, 'due_at', due_at, "
-    "'overdue', json(CASE WHEN due_at IS NOT NULL AND status != 'closed' AND :now > due_at "
-    "THEN 'true' ELSE 'false' END), "
-    f"'orphaned', json(CASE WHEN ({_ORPHAN_REASON}) IS NULL THEN 'false' ELSE 'true' END), "
-    f"'orphan_reason', {_ORPHAN_REASON}, "
-    "'pending_handoff', CASE WHEN pending_to IS NULL THEN NULL ELSE json_object("
-    "'from', pending_from, 'to', pending_to, 'at', pending_at, 'due_at', pending_due_at, "
-    "'overdue', json(CASE WHEN pending_due_at IS NOT NULL AND :now > pending_due_at "
-    "THEN 'true' ELSE 'false' END)) END, "
-    "'messages', message_count, 'inboxes', json(inboxes), 'last_from', last_from"
-)
-
-_INSERT_MESSAGE = (
-    f"INSERT INTO messages ({', '.join(_MESSAGE_COLUMNS)}) "
-    f"VALUES ({', '.join('?' for _ in _MESSAGE_COLUMNS)})"
-)
-# Replacing a stored copy rewrites what the mail says, not when it was first seen, nor
-# `shared` (which only ever turns on, below).
-_REPLACED_COLUMNS = _MESSAGE_COLUMNS.index("seen_at")
-_REPLACE_SET = ", ".join(f"{col} = ?" for col in _MESSAGE_COLUMNS[:_REPLACED_COLUMNS])
-
-
-def _message_values(m: Message, seen_at: str | None, shared: bool) -> tuple[Any, ...]:
-    return (
-        m.message_id,
-        int(m.synthetic_id),
-        json.dumps(m.in_reply_to),
-        json.dumps(m.references),
-        m.from_.name if m.from_ else None,
-        m.from_.email if m.from_ else None,
-        _addrs(m.to),
-        _addrs(m.cc),
-        _addrs(m.reply_to),
-        iso(m.date),
-        int(m.date_is_fallback),
-        m.subject,
-        m.base_subject,
-        m.normalized_subject,
-        int(m.is_forward),
-        m.thread_index,
-        m.auto_submitted,
-        m.precedence,
-        int(m.x_autoreply),
-        m.list_id,
-        json.dumps(
-            [[a.filename, a.content_type, a.size] for a in m.attachments], ensure_ascii=False
-        ),
-        json.dumps(list(m.defects), ensure_ascii=False),
-        m.size,
-        seen_at,
-        int(shared),
-    )
-
-
-def _row_message(r: sqlite3.Row, with_text: bool = False) -> Message:
-    from_addr = r["from_addr"]
-    return Message(
-        message_id=r["message_id"],
-        synthetic_id=bool(r["synthetic_id"]),
-        in_reply_to=tuple(json.loads(r["in_reply_to"])),
-        references=tuple(json.loads(r["refs"])),
-        from_=Address(r["from_name"] or "", from_addr) if from_addr else None,
-        to=_load_addrs(r["to_addrs"]),
-        cc=_load_addrs(r["cc_addrs"]),
-        reply_to=_load_addrs(r["reply_to"]),
-        date=parse_iso(r["date"]),  # type: ignore[arg-type]
-        date_is_fallback=bool(r["date_is_fallback"]),
-        subject=r["subject"],
-        base_subject=r["base_subject"],
-        normalized_subject=r["normalized_subject"],
-        is_forward=bool(r["is_forward"]),
-        thread_index=r["thread_index"],
-        auto_submitted=r["auto_submitted"],
-        precedence=r["precedence"],
-        x_autoreply=bool(r["x_autoreply"]),
-        list_id=r["list_id"],
-        text=(r["text"] or "") if with_text else "",
-        reply_text=(r["reply_text"] or "") if with_text else "",
-        attachments=tuple(Attachment(*a) for a in json.loads(r["attachments"])),
-        defects=tuple(json.loads(r["defects"])),
-        size=r["size"],
-    )
-
-
-def rows_as_dicts(rows: Iterable[sqlite3.Row]) -> list[dict[str, Any]]:
-    return [dict(r) for r in rows]

@@ -15,7 +15,7 @@ from maildaemon.clocks import Clock
 from maildaemon.config import Config
 from maildaemon.coordination import Entry, TaskState
 from maildaemon.ownership import Event, orphan_reason
-from maildaemon.store import iso, parse_iso
+from maildaemon.rows import iso, parse_iso
 
 
 def _day(config: Config, now: datetime) -> date:
