@@ -23,8 +23,10 @@ run: $(STAMP)
 	$(BIN)/maildaemon --config examples/demo.toml --now $(DEMO_NOW) tasks
 	@cat examples/tour.txt
 
-## test: the whole suite (creates the virtualenv first)
+## test: the whole suite (creates the virtualenv first; installs Dovecot for the IMAP tests
+## when it is missing and this runs as root, see scripts/ensure-dovecot)
 test: $(STAMP)
+	sh scripts/ensure-dovecot
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

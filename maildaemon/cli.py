@@ -264,9 +264,17 @@ def sync(app: App, inbox_name: str | None) -> None:
     results = []
     for inbox in inboxes:
         if inbox.kind == "imap":
-            error = "IMAP inboxes are not supported by this version yet"
-            app.store.record_sync(inbox.name, inbox.name, at=app.now, error=error)
-            results.append(ingest.SyncResult(inbox.name, inbox.name, 0, 0, 0, error))
+            from maildaemon import imap  # imapclient only loads when an inbox needs it
+
+            results.append(
+                imap.sync_inbox(
+                    app.store,
+                    config,
+                    inbox,
+                    now=app.now,
+                    progress_factory=_progress_factory(inbox.name),
+                )
+            )
             continue
         results.append(
             ingest.sync_local(
@@ -277,8 +285,14 @@ def sync(app: App, inbox_name: str | None) -> None:
                 progress_factory=_progress_factory(inbox.name),
             )
         )
-    if any(r.new for r in results):
-        ingest.rederive(app.store, config, app.now, fresh=ingest.merge_fresh(results))
+    if any(r.new or r.located for r in results):
+        ingest.rederive(
+            app.store,
+            config,
+            app.now,
+            fresh=ingest.merge_fresh(results),
+            located=ingest.merge_located(results),
+        )
     _report(results)
     if any(r.error for r in results):
         sys.exit(3)
@@ -592,4 +606,4 @@ def command_names() -> list[str]:
 
 
 # Commands in other modules register themselves on `cli` when imported.
-from maildaemon import cli_manage, cli_reports  # noqa: E402, F401
+from maildaemon import cli_daemon, cli_manage, cli_reports  # noqa: E402, F401

@@ -21,7 +21,8 @@ from maildaemon.cli import App, cli, emit_json, json_option, listing, pass_app, 
 from maildaemon.clocks import sla_for
 from maildaemon.config import Config
 from maildaemon.errors import UserError
-from maildaemon.rows import TASK_COLUMNS, DerivedWrites, iso, parse_iso
+from maildaemon.ledger import change_lines, recompute_changes
+from maildaemon.rows import iso, parse_iso
 
 NO_CLIENT = "(no client)"
 LIVE = ("open", "waiting")
@@ -322,65 +323,6 @@ def sla_report_cmd(app: App, client_name: str | None, since: str | None, as_json
 
 # -- recompute (SPEC 6.3, 11) -----------------------------------------------------------------
 
-LABELS = {"due_at": "due", "pending_to": "handoff to", "pending_due_at": "handoff due"}
-_COMPARED = [i for i, col in enumerate(TASK_COLUMNS) if col != "config_fingerprint"]
-
-
-def _change(task_id: int | None, field: str, before: Any, after: Any) -> dict[str, Any]:
-    return {"id": task_id, "field": field, "before": before, "after": after}
-
-
-def _clock_key(rows: Iterable[Sequence[Any]]) -> dict[tuple[Any, ...], Sequence[Any]]:
-    """Clock rows by (kind, started_at, n): n tells apart clocks that share both."""
-    out: dict[tuple[Any, ...], Sequence[Any]] = {}
-    for r in rows:
-        out[(r[0], r[1], sum(1 for k in out if k[:2] == (r[0], r[1])))] = r
-    return out
-
-
-def clock_changes(
-    task_id: int, before: Iterable[Sequence[Any]], after: Iterable[Sequence[Any]]
-) -> list[dict[str, Any]]:
-    """What a manager sees change in a task's clocks: a running deadline that moves, an
-    outcome that flips, a clock that appears or goes. (An ended clock whose recorded
-    deadline moves without changing its outcome is rewritten, not reported.)"""
-    old, new = _clock_key(before), _clock_key(after)
-    out = []
-    for key in sorted({*old, *new}, key=lambda k: (k[1], k[0], k[2])):
-        a, b = old.get(key), new.get(key)
-        if a is None or b is None or a[4] != b[4]:
-            views_ = [None if r is None else f"{r[4]}, due {r[2]}" for r in (a, b)]
-            out.append(_change(task_id, f"clocks.{key[0]}", *views_))
-        elif b[4] == "running" and a[2] != b[2]:
-            out.append(_change(task_id, f"clocks.{key[0]}.due_at", a[2], b[2]))
-    return out
-
-
-def recompute_changes(
-    writes: DerivedWrites,
-    current: Mapping[int, Sequence[Any]],
-    clocks: Mapping[int, Sequence[Sequence[Any]]],
-) -> list[dict[str, Any]]:
-    """The visible changes of a re-derivation plan, one {id, field, before, after} each."""
-    out: list[dict[str, Any]] = []
-    for task_id, values in sorted(writes.changed_tasks):
-        before = current.get(task_id)
-        for i in _COMPARED:
-            old = before[i] if before is not None else None
-            if old != values[i]:
-                out.append(_change(task_id, TASK_COLUMNS[i], old, values[i]))
-        if task_id in writes.derived:
-            out += clock_changes(task_id, clocks.get(task_id, ()), writes.derived[task_id][1])
-    for _, values in writes.new_tasks:
-        out.append(_change(None, "new_task", None, values[TASK_COLUMNS.index("subject")]))
-    for old_id, new_id, _ in writes.aliases:
-        out.append(_change(old_id, "merged_into", old_id, new_id))
-    return out
-
-
-def _label(field: str) -> str:
-    return LABELS.get(field, field.removeprefix("clocks.").replace(".due_at", " due"))
-
 
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")
@@ -405,15 +347,8 @@ def recompute(app: App, dry_run: bool, as_json: bool) -> None:
     if as_json:
         emit_json(changes)
     else:
-        by_task: dict[int, list[str]] = {}
-        for c in changes:
-            before, after = ("none" if v is None else v for v in (c["before"], c["after"]))
-            if c["id"] is None:
-                click.echo(f"new task: {c['after'] or '(no subject)'}")
-                continue
-            by_task.setdefault(c["id"], []).append(f"{_label(c['field'])} {before} -> {after}")
-        for task_id, parts in by_task.items():
-            click.echo(f"#{task_id}: {', '.join(parts)}")
+        for line in change_lines(changes):
+            click.echo(line)
     if not dry_run and plan.writes:
         store.write_derived(plan.writes)
         written = len(plan.writes.changed_tasks) + len(plan.writes.new_tasks)

@@ -46,6 +46,9 @@ class SyncResult:
     # The new messages, without their text: re-derivation takes them from here instead
     # of reading them back from the database.
     fresh: dict[str, Message] = field(default_factory=dict, repr=False, compare=False)
+    # Message-IDs already stored that this pass found in this inbox too (a Cc to two shared
+    # addresses): no new message, but their task now lists one more inbox.
+    located: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
 
 # (key, message or None, quarantine reason or None, size); message and reason both None:
@@ -111,6 +114,7 @@ def ingest_items(
     batch: list[tuple[str, Message]] = []
     bad: list[tuple[str, str, int]] = []
     fresh: dict[str, Message] = {}
+    located: set[str] = set()
 
     def flush() -> None:
         if batch or bad:
@@ -122,6 +126,8 @@ def ingest_items(
             for _, m in batch:
                 if m.message_id in added:
                     fresh[m.message_id] = replace(m, text="", reply_text="")
+                else:
+                    located.add(m.message_id)
             batch.clear()
             bad.clear()
 
@@ -139,7 +145,9 @@ def ingest_items(
             progress(1)
     flush()
     store.record_sync(inbox, source, at=now)
-    return SyncResult(inbox, source, seen, len(fresh), quarantined, fresh=fresh)
+    return SyncResult(
+        inbox, source, seen, len(fresh), quarantined, fresh=fresh, located=frozenset(located)
+    )
 
 
 def pending_items(store: Store, inbox: str, path: Path) -> tuple[str, list[sources.Item]]:
@@ -180,8 +188,8 @@ def import_paths(
                 workers=workers,
             )
         )
-    if any(r.new for r in results):
-        rederive(store, config, now, fresh=merge_fresh(results))
+    if any(r.new or r.located for r in results):
+        rederive(store, config, now, fresh=merge_fresh(results), located=merge_located(results))
     return results
 
 
@@ -190,6 +198,10 @@ def merge_fresh(results: Iterable[SyncResult]) -> dict[str, Message]:
     for r in results:
         fresh.update(r.fresh)
     return fresh
+
+
+def merge_located(results: Iterable[SyncResult]) -> frozenset[str]:
+    return frozenset().union(*(r.located for r in results))
 
 
 def sync_local(
@@ -221,10 +233,15 @@ def sync_local(
 
 
 def rederive(
-    store: Store, config: Config, now: datetime, fresh: dict[str, Message] | None = None
+    store: Store,
+    config: Config,
+    now: datetime,
+    fresh: dict[str, Message] | None = None,
+    located: Iterable[str] = (),
 ) -> ledger.Plan:
     """Re-thread every message and re-derive the tasks that changed (every task when
-    ``fresh`` is None); write only what changed."""
+    ``fresh`` is None): those of new messages (``fresh``) and of known messages seen in
+    another inbox (``located``); write only what changed."""
     stored, rows = store.load_stored(fresh)
     result = ledger.plan(
         stored,
@@ -236,7 +253,7 @@ def rederive(
         now,
         store.commands(),
         store.repairs(),
-        touched=frozenset(fresh) if fresh is not None else None,
+        touched=frozenset(fresh).union(located) if fresh is not None else None,
     )
     if result.writes:
         store.write_derived(result.writes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -73,12 +74,43 @@ class Store:
             self.conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S)
             self.db = sqlite_utils.Database(self.conn)
             self.conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self.conn.execute("PRAGMA journal_mode = WAL")
+            self._enable_wal()
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self.conn.execute("PRAGMA foreign_keys = ON")
-            _migrations().apply(self.db)
+            self._migrate()
         except sqlite3.DatabaseError as e:
             raise OperationError(f"database {path}: {e}") from e
+
+    def _enable_wal(self) -> None:
+        """WAL mode. Switching a new file to it needs an exclusive lock, and SQLite answers
+        "database is locked" at once instead of waiting (the busy timeout does not apply):
+        retry while another connection creates the same database."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _migrate(self) -> None:
+        """Apply pending migrations. The daemon's threads and CLI commands may open a new
+        database at once: the first takes the write lock and applies them, the others wait
+        (busy timeout) and then find nothing pending. No lock when nothing is pending."""
+        migrations = _migrations()
+        if not migrations.pending(self.db):
+            return
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            migrations.apply(self.db)  # nested: each step is a savepoint of this transaction
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
 
     def close(self) -> None:
         self.conn.close()
@@ -131,6 +163,7 @@ class Store:
         quarantined: Sequence[tuple[str, str, int]],
         seen_at: datetime,
         progress: dict[str, Any] | None = None,
+        coordinates: Mapping[str, tuple[int, int]] | None = None,
     ) -> list[str]:
         """Store one batch and the source's progress in one transaction.
 
@@ -139,6 +172,10 @@ class Store:
         replaces the stored headers, so the later delivery decides where it belongs.
 
         A Message-ID already stored (another inbox, a duplicate delivery) adds only a location.
+
+        ``coordinates`` maps keys to IMAP (uidvalidity, uid): they go into the locations, and
+        a message seen again under another UIDVALIDITY of the same folder is moved to its new
+        coordinates instead of being listed twice.
         """
         seen = iso(seen_at)
         latest: dict[str, Message] = {}  # the last copy of each Message-ID in the batch
@@ -191,10 +228,25 @@ class Store:
                     "UPDATE messages SET shared = 1 WHERE id = ? AND shared = 0",
                     [(rowid,) for rowid, _ in existing.values()],
                 )
+            if coordinates:
+                c.executemany(
+                    "DELETE FROM locations WHERE message = ? AND inbox = ? AND source = ? "
+                    "AND uidvalidity IS NOT NULL AND uidvalidity != ?",
+                    [
+                        (rowids[m.message_id], inbox, source, coordinates[key][0])
+                        for key, m in items
+                        if key in coordinates
+                    ],
+                )
+            where = coordinates or {}
             c.executemany(
-                "INSERT OR IGNORE INTO locations (message, inbox, source, key, seen_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(rowids[m.message_id], inbox, source, key, seen) for key, m in items],
+                "INSERT OR IGNORE INTO locations "
+                "(message, inbox, source, key, uidvalidity, uid, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (rowids[m.message_id], inbox, source, key, *where.get(key, (None, None)), seen)
+                    for key, m in items
+                ],
             )
             for key, reason, size in quarantined:
                 c.execute(
@@ -207,6 +259,22 @@ class Store:
             self._upsert_source(c, inbox, source, fields, add_messages=True)
         return [m.message_id for m in inserts] + [m.message_id for m, _ in replaced]
 
+    def reset_source(self, inbox: str, source: str, uidvalidity: int) -> None:
+        """An IMAP folder's UIDVALIDITY changed: its progress starts again under the new
+        one (messages and their locations stay; they are matched by Message-ID as the
+        folder is read again), and what it quarantined is forgotten (read again too)."""
+        with self.write() as c:
+            self._upsert_source(
+                c,
+                inbox,
+                source,
+                {"uidvalidity": uidvalidity, "last_uid": None, "highestmodseq": None},
+            )
+            c.execute(
+                "UPDATE sources SET messages = 0 WHERE inbox = ? AND source = ?", (inbox, source)
+            )
+            c.execute("DELETE FROM quarantine WHERE inbox = ? AND source = ?", (inbox, source))
+
     def record_sync(
         self, inbox: str, source: str, *, at: datetime, error: str | None = None
     ) -> None:
@@ -218,6 +286,31 @@ class Store:
         )
         with self.write() as c:
             self._upsert_source(c, inbox, source, fields)
+
+    def clear_inbox_errors(self, inbox: str) -> None:
+        """A pass over ``inbox`` succeeded: the errors its sources recorded are history
+        (whatever source name the failing pass recorded them under)."""
+        failing = self.conn.execute(
+            "SELECT 1 FROM sources WHERE inbox = ? AND last_error IS NOT NULL", (inbox,)
+        ).fetchone()
+        if failing:
+            with self.write() as c:
+                c.execute("UPDATE sources SET last_error = NULL WHERE inbox = ?", (inbox,))
+
+    def drop_closed_bodies(self, closed_before: datetime) -> int:
+        """Retention (SPEC 11): drop the stored text of every message of tasks closed
+        before ``closed_before``; messages, headers, events and clocks stay. Returns how
+        many bodies were dropped."""
+        with self.write() as c:
+            cur = c.execute(
+                "DELETE FROM bodies WHERE message IN ("
+                " SELECT m.id FROM messages m JOIN tasks t ON t.id = m.task_id"
+                " WHERE t.status = 'closed' AND COALESCE("
+                "  (SELECT MAX(e.at) FROM events e WHERE e.task_id = t.id AND e.kind = 'close'),"
+                "  t.last_activity_at) < ?)",
+                (iso(closed_before),),
+            )
+            return cur.rowcount
 
     @staticmethod
     def _upsert_source(

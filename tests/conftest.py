@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from imap_server import dovecot  # noqa: F401  (the session's private Dovecot fixture)
 
 from maildaemon.cli import cli
 

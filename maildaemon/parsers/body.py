@@ -138,7 +138,13 @@ def html_to_text(html: str, limit: int, defects: list[str]) -> str:
         return collapse(_TAGS.sub(" ", html))
 
 
-def _describe(part: EmailMessage, defects: list[str]) -> tuple[str, str | None, str | None]:
+def is_text(ctype: str, disposition: str | None, filename: str | None) -> bool:
+    """Whether a part is read as text (else it is an attachment); IMAP decides the same way
+    from BODYSTRUCTURE which parts to fetch."""
+    return ctype in ("text/plain", "text/html") and disposition != "attachment" and not filename
+
+
+def describe_part(part: EmailMessage, defects: list[str]) -> tuple[str, str | None, str | None]:
     """Content type, disposition and decoded file name of a part; never raises."""
     ctype = part.get_content_type()
     try:
@@ -252,9 +258,9 @@ class _Walk:
             if len(kept) < len(part.defects):  # reported here: mail-parser would look for
                 part.defects = kept  # the parts in the epilogue, and raise where there is none
                 self.defects.append("mime: start boundary not found, body read as text")
-        ctype, disposition, filename = _describe(part, self.defects)
+        ctype, disposition, filename = describe_part(part, self.defects)
         cte = str(part.get("content-transfer-encoding", "")).strip().lower()
-        if ctype in self.budget and disposition != "attachment" and not filename:
+        if is_text(ctype, disposition, filename):
             text, cte = _text_payload(source, cte, self.budget[ctype])
             self.budget[ctype] -= len(text)
             part.set_payload(text)
