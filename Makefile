@@ -37,6 +37,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_ledger.py
+	$(BIN)/python benchmarks/bench_imap.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info

@@ -285,7 +285,9 @@ def sync(app: App, inbox_name: str | None) -> None:
                 progress_factory=_progress_factory(inbox.name),
             )
         )
-    if any(r.new or r.located for r in results):
+    # Mail stored by an interrupted earlier pass (kill -9 between a batch and re-derivation)
+    # is in no task yet: re-derive then too.
+    if any(r.new or r.located for r in results) or app.store.underived_messages():
         ingest.rederive(
             app.store,
             config,

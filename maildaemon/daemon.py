@@ -13,6 +13,15 @@ Re-derivation reads every thread (new mail can link any two), so one lock serial
 Signal handlers only set flags; the main loop turns them into `stop` (an Event the inbox
 threads wait on) or a reload. Every unit catches its own exceptions: one failing inbox or
 job never stops another.
+
+Waiting for mail (`wait_for_mail`): an IMAP inbox keeps one connection on its thread; after
+a pass, where the server has IDLE, the thread IDLEs on the folder until the server
+announces mail (then a pass at once), re-issuing IDLE every `IDLE_RENEW` (a pass in
+between, one EXAMINE when nothing changed), looking at the stop and reload flags every
+`imap.IDLE_SLICE_S`. A connection that dies while idle (BYE, a closed socket, DONE
+unanswered) is dropped and the next pass connects anew, at once the first time and with
+backoff when it keeps dying. Servers without IDLE, other inboxes and failing inboxes wait
+`poll_interval` or their backoff; a reload (SIGHUP) cuts every wait short.
 """
 
 from __future__ import annotations
@@ -43,6 +52,10 @@ log = logging.getLogger("maildaemon.daemon")
 BACKOFF_FIRST = timedelta(seconds=5)  # the first retry: this, or poll_interval if shorter
 BACKOFF_CAP = timedelta(minutes=5)
 RETENTION_EVERY = timedelta(days=1)
+IDLE_RENEW = timedelta(minutes=10)  # re-issue IDLE this often (servers may end it at 30 min)
+IDLE_HEALTHY = timedelta(seconds=30)  # an IDLE that lasted this long resets the drop count
+LOGOUT_TIMEOUT_S = 2.0  # how long a stopping inbox thread waits for LOGOUT's answer
+WAIT_SLICE_S = 0.5  # a wait without IDLE looks at the reload flag this often
 STOP_GRACE_S = 60.0  # how long `run` waits for the inbox threads to finish their unit
 TICK_S = 0.2  # how often the main loop looks at the signal flags and the scheduler
 IMAP_UNAVAILABLE = "IMAP sync unavailable"
@@ -74,16 +87,15 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _imap_sync() -> Callable[..., Any] | None:
-    """`maildaemon.imap.sync_inbox`, or None while that module does not exist yet."""
+def _imap_module() -> Any | None:
+    """`maildaemon.imap` (imported on first use: imapclient loads only when an inbox needs
+    it), or None while that module does not exist."""
     try:
-        module = importlib.import_module("maildaemon.imap")
+        return importlib.import_module("maildaemon.imap")
     except ModuleNotFoundError as e:
         if e.name != "maildaemon.imap":  # the module exists and a dependency of it is missing
             raise
         return None
-    sync: Callable[..., Any] | None = getattr(module, "sync_inbox", None)
-    return sync
 
 
 def _source_name(inbox: Inbox) -> str:
@@ -115,6 +127,10 @@ class Daemon:
         self._local = threading.local()
         self._derive_lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}
+        # inbox name -> its IMAP connection (an `ImapInbox`), used by that inbox's thread only
+        self._imap: dict[str, Any] = {}
+        self._drops: dict[str, int] = {}  # inbox name -> connections lost while idle, in a row
+        self._wakes = 0  # bumped by the main thread after a reload: waits end early
         self._pid = os.getpid()
         # Set by signal handlers only (plain assignments: a handler must take no lock).
         self._stop_signal: int | None = None
@@ -145,11 +161,23 @@ class Daemon:
         error in the store and returns it in the result; an exception is left to `tick`."""
         config, now = self.config, self.clock()
         if inbox.kind == "imap":
-            sync = _imap_sync()
-            if sync is None:
+            module = _imap_module()
+            if module is None:
                 self.store.record_sync(inbox.name, inbox.name, at=now, error=IMAP_UNAVAILABLE)
                 return ingest.SyncResult(inbox.name, inbox.name, 0, 0, 0, IMAP_UNAVAILABLE)
-            result = sync(self.store, config, inbox, now=now, progress_factory=self._stop_check)
+            conn = self._imap.get(inbox.name)
+            if conn is not None and conn.inbox != inbox:  # its settings changed (a reload)
+                self.close_imap(inbox.name, LOGOUT_TIMEOUT_S)
+                conn = None
+            if conn is None:
+                conn = module.ImapInbox(inbox)
+                self._imap[inbox.name] = conn
+            result = conn.sync(
+                self.store,
+                text_cap=config.ingest.text_cap,
+                now=now,
+                progress_factory=self._stop_check,
+            )
             if isinstance(result, list):  # one result per folder
                 return self._combine(inbox, result)
             assert isinstance(result, ingest.SyncResult)
@@ -185,7 +213,9 @@ class Daemon:
         """Re-derive the threads that new mail touched, and those of known mail seen in
         one more inbox (None when there was neither)."""
         results = list(results)
-        if not any(r.new or r.located for r in results):
+        # A pass cut short (an error, a stop, a kill) after some batches were committed
+        # leaves stored mail in no task; the next pass does not see it as new.
+        if not any(r.new or r.located for r in results) and not self.store.underived_messages():
             return None
         fresh, located = ingest.merge_fresh(results), ingest.merge_located(results)
         with self._derive_lock:  # the config is read under the lock: a reload waits for it
@@ -332,10 +362,64 @@ class Daemon:
         base = min(self.poll_seconds(), BACKOFF_FIRST.total_seconds())
         return backoff_delay(failures, base, BACKOFF_CAP.total_seconds(), self._rng.random())
 
+    def close_imap(self, name: str, timeout: float | None = None) -> None:
+        """Log out of the inbox's IMAP connection, if it has one (its thread only)."""
+        conn = self._imap.pop(name, None)
+        if conn is not None:
+            conn.close(timeout)
+
+    def wake_inboxes(self) -> None:
+        """End every inbox's wait (IDLE, poll or backoff) early: after a reload."""
+        self._wakes += 1
+
+    def _waking(self) -> Callable[[], bool]:
+        mark = self._wakes
+        return lambda: self.stop.is_set() or self._wakes != mark
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or less when the daemon stops or reloads."""
+        woken = self._waking()
+        deadline = time.monotonic() + seconds
+        while not woken():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.stop.wait(min(WAIT_SLICE_S, left))
+
     def wait_for_mail(self, inbox: Inbox, seconds: float) -> None:
-        """Until the next pass over ``inbox``, or until the daemon stops. Polling for now;
-        where the IMAP module offers IDLE, this is where an inbox waits on it instead."""
-        self.stop.wait(seconds)
+        """Until the next pass over ``inbox``: where its IMAP connection is up and the
+        server has IDLE, until the server announces mail or `IDLE_RENEW` is up; otherwise
+        ``seconds`` (the poll interval, or a backoff). Ends early on a stop or a reload."""
+        conn = self._imap.get(inbox.name)
+        if conn is None or conn.client is None:
+            self.sleep(seconds)
+            return
+        if not conn.can_idle:
+            if not getattr(conn, "polling_logged", False):
+                conn.polling_logged = True
+                log.info(
+                    "inbox %s: the server has no IDLE; polling every %.0fs", inbox.name, seconds
+                )
+            self.sleep(seconds)
+            return
+        began = time.monotonic()
+        outcome, why = conn.idle(IDLE_RENEW.total_seconds(), self._waking())
+        if outcome != "lost":
+            self._drops[inbox.name] = 0
+            log.debug("inbox %s: IDLE ended: %s", inbox.name, outcome)
+            return
+        drops = self._drops.get(inbox.name, 0)
+        drops = 1 if time.monotonic() - began >= IDLE_HEALTHY.total_seconds() else drops + 1
+        self._drops[inbox.name] = drops
+        # The first loss reconnects at once (a kick, a restart); one after another back off.
+        delay = self.retry_seconds(drops - 1) if drops > 1 else 0.0
+        log.warning(
+            "inbox %s: connection lost while waiting for mail (%s); reconnecting%s",
+            inbox.name,
+            why,
+            f" in {delay:.1f}s" if delay else "",
+        )
+        self.sleep(delay)
 
     def inbox_loop(self, name: str) -> None:
         """An inbox's thread: a pass, then wait; after a failure, back off exponentially."""
@@ -368,9 +452,15 @@ class Daemon:
                         error,
                         delay,
                     )
-                self.wait_for_mail(inbox, delay)
+                if error is None:
+                    self.wait_for_mail(inbox, delay)
+                else:  # back off, even where a connection survived the failure
+                    self.sleep(delay)
         finally:
-            self.close_store()
+            try:
+                self.close_imap(name, LOGOUT_TIMEOUT_S)
+            finally:
+                self.close_store()
 
     def start_inbox_threads(self) -> None:
         """A thread for every configured inbox that has none running."""
@@ -389,8 +479,12 @@ class Daemon:
         the inbox threads."""
         store = self.store  # migrations run here, before any other thread opens the file
         stale = store.stale_tasks(ledger.derivation_fingerprint(self.config))
-        if stale:
-            self.recompute(f"{stale} thread(s) were derived under another config or rules")
+        underived = store.underived_messages()
+        if stale or underived:
+            self.recompute(
+                f"{stale} thread(s) derived under another config or rules, "
+                f"{underived} message(s) in no task (an interrupted sync)"
+            )
         self.schedule_jobs()
         self.run_job("retention", self.apply_retention)
         log.info(
@@ -424,6 +518,7 @@ class Daemon:
                     log.info("SIGHUP received: reloading %s", self.config_path)
                     if self.reload_config():
                         self.start_inbox_threads()
+                    self.wake_inboxes()  # a failing inbox retries now; IDLE sees a new config
                 self.scheduler.run_pending()
                 idle = self.scheduler.idle_seconds
                 time.sleep(TICK_S if idle is None else min(TICK_S, max(0.0, idle)))

@@ -41,6 +41,7 @@ import ipaddress
 import logging
 import re
 import ssl
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -71,6 +72,9 @@ log = logging.getLogger(__name__)
 CHUNK = 250  # UIDs per FETCH and per stored batch
 CONNECT_TIMEOUT_S = 20.0
 READ_TIMEOUT_S = 120.0
+IDLE_SLICE_S = 0.5  # idle_check() waits this long at a time, so a stop is seen at once
+IDLE_DONE_TIMEOUT_S = 10.0  # DONE unanswered this long: the connection is dead
+EARLY_EMPTY_LIMIT = 2  # idle_check() back empty this often in a row, early: the socket is closed
 
 HEADERS_ITEM = f"BODY.PEEK[HEADER.FIELDS ({' '.join(HEADER_FIELDS).upper()})]"
 FIRST_ITEMS = (HEADERS_ITEM, "BODYSTRUCTURE", "RFC822.SIZE", "INTERNALDATE")
@@ -127,6 +131,8 @@ class ImapInbox:
         self.timeout = SocketTimeout(connect=connect_timeout, read=read_timeout)
         self.client: IMAPClient | None = None
         self.fetch_commands = 0  # FETCH commands sent, for tests and benchmarks
+        self._idle_client: IMAPClient | None = None  # the connection IDLE was logged for
+        self.polling_logged = False  # the daemon said once that this server has no IDLE
 
     @property
     def name(self) -> str:
@@ -248,14 +254,96 @@ class ImapInbox:
                 f"inbox '{self.name}': login refused by {self.where} ({said}) — {hint}"
             ) from None
 
-    def close(self) -> None:
-        """Log out (or just drop a broken connection)."""
+    def close(self, timeout: float | None = None) -> None:
+        """Log out (or just drop a broken connection); ``timeout`` bounds the wait for the
+        server's answer (the read timeout otherwise)."""
         client, self.client = self.client, None
         if client is not None:
             try:
+                if timeout is not None:
+                    client.socket().settimeout(timeout)
                 client.logout()
             except Exception:  # the connection is gone already: nothing left to close
                 _drop(client)
+
+    # -- waiting for mail ---------------------------------------------------------------
+
+    @property
+    def can_idle(self) -> bool:
+        """Connected to a server that has IDLE (the folder is selected by the last pass)."""
+        client = self.client
+        try:
+            return client is not None and bool(client.has_capability("IDLE"))
+        except _NETWORK_ERRORS:
+            return False
+
+    def idle(
+        self,
+        seconds: float,
+        should_stop: Callable[[], bool],
+        *,
+        slice_s: float = IDLE_SLICE_S,
+        done_timeout: float = IDLE_DONE_TIMEOUT_S,
+    ) -> tuple[str, str | None]:
+        """IDLE on the selected folder for up to ``seconds``, looking at ``should_stop``
+        every ``slice_s``. Returns ``("mail", None)`` when the server announced new mail
+        (EXISTS), ``("renew", None)`` when the time was up, ``("stopped", None)`` when
+        ``should_stop`` said so, or ``("lost", why)`` when the connection is dead: BYE, a
+        closed socket (``idle_check`` then keeps coming back empty at once), a socket error
+        or DONE unanswered. A lost connection is dropped, never used again (imaplib's state
+        after an abort is undefined); the next ``sync`` connects anew."""
+        if self.client is None:
+            return "lost", "not connected"
+        client: Any = self.client
+        if self._idle_client is not client:
+            self._idle_client = client
+            log.info("inbox %s: waiting for mail in %s with IDLE", self.name, self.folder)
+        deadline = time.monotonic() + seconds
+        outcome = "renew"
+        early_empty = 0
+        try:
+            client.idle()
+            while True:
+                if should_stop():
+                    outcome = "stopped"
+                    break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                wait = min(slice_s, left)
+                began = time.monotonic()
+                responses = client.idle_check(timeout=wait)
+                bye = _bye(responses)
+                if bye is not None:
+                    return self._lost(f"the server said BYE ({bye})")
+                if _announces_mail(responses):
+                    outcome = "mail"
+                    break
+                if not responses and time.monotonic() - began < wait / 2:
+                    early_empty += 1
+                    if early_empty >= EARLY_EMPTY_LIMIT:
+                        return self._lost("the server closed the connection")
+                else:
+                    early_empty = 0
+            sock = client.socket()
+            sock.settimeout(done_timeout)
+            _, responses = client.idle_done()
+            sock.settimeout(self.timeout.read)
+        except TimeoutError:
+            return self._lost(f"no answer in {done_timeout:g}s")
+        except _NETWORK_ERRORS as e:
+            return self._lost(_oserror(e))
+        bye = _bye(responses)
+        if bye is not None:
+            return self._lost(f"the server said BYE ({bye})")
+        if outcome == "renew" and _announces_mail(responses):
+            outcome = "mail"
+        return outcome, None
+
+    def _lost(self, why: str) -> tuple[str, str | None]:
+        _drop(self.client)
+        self.client = None
+        return "lost", why
 
     # -- a pass over the folder ---------------------------------------------------------
 
@@ -292,6 +380,22 @@ def _drop(client: IMAPClient | None) -> None:
     if client is not None:
         with contextlib.suppress(Exception):  # already closed
             client.shutdown()
+
+
+def _bye(responses: Sequence[Any]) -> str | None:
+    """The text of a BYE among IDLE responses, or None."""
+    for r in responses:
+        if isinstance(r, tuple) and r and r[0] == b"BYE":
+            words = [
+                w.decode("utf-8", "replace") if isinstance(w, bytes) else str(w) for w in r[1:]
+            ]
+            return " ".join(words)
+    return None
+
+
+def _announces_mail(responses: Sequence[Any]) -> bool:
+    """An EXISTS among IDLE responses: new mail in the folder."""
+    return any(isinstance(r, tuple) and len(r) > 1 and r[1] == b"EXISTS" for r in responses)
 
 
 def _oserror(e: BaseException) -> str:

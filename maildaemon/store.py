@@ -8,6 +8,7 @@ Write transactions begin IMMEDIATE so the daemon and the CLI never meet "databas
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from typing import Any
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from maildaemon.errors import OperationError
+from maildaemon.errors import OperationError, UserError
 from maildaemon.model import Message, Stored
 from maildaemon.ownership import Command
 from maildaemon.rows import (
@@ -683,6 +684,41 @@ class Store:
         row = self.conn.execute(
             "SELECT COUNT(*) FROM tasks WHERE config_fingerprint IS NOT ?", (fingerprint,)
         ).fetchone()
+        return int(row[0])
+
+    def backup(self, dest: Path) -> int:
+        """A consistent copy of the database into ``dest`` (which must not exist) while
+        other connections keep writing: SQLite's online backup in one step, which reads
+        one snapshot. In WAL mode a reader never blocks a writer, so the daemon goes on
+        writing meanwhile (into the WAL) and the copy never restarts. The copy is left in
+        rollback-journal mode, one self-contained file. Returns its size in bytes."""
+        dest = Path(dest)
+        try:
+            fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise UserError(f"{dest} exists; backup never overwrites a file") from None
+        except OSError as e:
+            raise OperationError(f"cannot create {dest}: {e.strerror or e}") from None
+        os.close(fd)
+        try:
+            target = sqlite3.connect(str(dest), timeout=BUSY_TIMEOUT_S)
+            try:
+                self.conn.backup(target)
+                target.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                target.close()
+        except BaseException as e:
+            dest.unlink(missing_ok=True)
+            if isinstance(e, sqlite3.Error):
+                raise OperationError(f"backup to {dest} failed: {e}") from e
+            raise
+        return dest.stat().st_size
+
+    def underived_messages(self) -> int:
+        """How many stored messages are in no thread yet: a sync stored them and the
+        process ended (killed, crashed) before it re-derived their tasks. A start must
+        re-derive them, since the next pass does not see them as new."""
+        row = self.conn.execute("SELECT COUNT(*) FROM messages WHERE task_id IS NULL").fetchone()
         return int(row[0])
 
     def size_bytes(self) -> int:
