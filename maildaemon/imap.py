@@ -132,6 +132,9 @@ class ImapInbox:
         self.client: IMAPClient | None = None
         self.fetch_commands = 0  # FETCH commands sent, for tests and benchmarks
         self._idle_client: IMAPClient | None = None  # the connection IDLE was logged for
+        # UIDNEXT as far as the last pass read the folder: mail announced while that pass
+        # ran is answered by IMAPClient and lost to IDLE, so IDLE looks at UIDNEXT first.
+        self.synced_uidnext: int | None = None
         self.polling_logged = False  # the daemon said once that this server has no IDLE
 
     @property
@@ -302,6 +305,11 @@ class ImapInbox:
         outcome = "renew"
         early_empty = 0
         try:
+            if self.synced_uidnext is not None:
+                info = client.select_folder(self.folder, readonly=True)
+                uidnext = _int(info.get(b"UIDNEXT"))
+                if uidnext is not None and uidnext > self.synced_uidnext:
+                    return "mail", None  # arrived during the last pass
             client.idle()
             while True:
                 if should_stop():
@@ -482,12 +490,14 @@ class _Pass:
             if modseq != known_modseq:  # flags changed, nothing new: remember the modseq
                 self._store([], [], {"highestmodseq": modseq}, {})
             log.debug("inbox %s: folder %s: nothing new", self.name, self.folder)
+            self.imap.synced_uidnext = max(last + 1, uidnext or 0)
             return
         uids = sorted(u for u in client.search(["UID", f"{last + 1}:*"]) if u > last)
         progress = progress_factory(len(uids)) if progress_factory and uids else None
         done_uid = max(last, (uidnext or 1) - 1)
         if not uids:
             self._store([], [], self._progress(uidvalidity, done_uid, modseq), {})
+            self.imap.synced_uidnext = done_uid + 1
             return
         for start in range(0, len(uids), CHUNK):
             chunk = uids[start : start + CHUNK]
@@ -503,6 +513,7 @@ class _Pass:
             )
             if progress is not None:
                 progress(len(chunk))
+            self.imap.synced_uidnext = top + 1
 
     @staticmethod
     def _progress(uidvalidity: int, last_uid: int, modseq: int | None) -> dict[str, Any]:

@@ -121,7 +121,7 @@ def test_a_kick_while_idle_reconnects_and_later_mail_is_ingested(
     d = start_daemon(config)
     idling(d)
     dovecot.kick(support)
-    d.wait_log(LOST_LINE)
+    d.wait_log(LOST_LINE, timeout=30)
     idling(d, 2)
     mid, raw = client_mail("Delivered after a kick")
     dovecot.deliver(support, raw)
@@ -139,7 +139,7 @@ def test_dovecot_stopped_and_started_while_idle_then_mail_is_ingested(
     idling(d)
     try:
         dovecot.stop()
-        d.wait_log(LOST_LINE)
+        d.wait_log(LOST_LINE, timeout=30)
     finally:
         dovecot.start()
     mid, raw = client_mail("Delivered after a restart")
