@@ -259,7 +259,7 @@ def reply_body(unquoted: str, *, shim: bool = True) -> str:
         try:
             return _read(unquoted, _SHIM)
         except Exception:  # the shim failing where the library would not: ask it plainly
-            pass
+            logging.getLogger(__name__).debug("reply shim failed; using the library plainly")
     return _read(unquoted, {})
 
 
