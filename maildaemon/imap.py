@@ -36,15 +36,21 @@ message.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import imaplib
 import ipaddress
 import logging
+import multiprocessing
+import os
 import re
+import signal
 import ssl
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from multiprocessing.pool import Pool
 from typing import Any
 
 from imapclient import IMAPClient, SocketTimeout
@@ -52,7 +58,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from maildaemon.config import Config, ImapSettings, Inbox
 from maildaemon.errors import AuthError, ImapError, ParseError
-from maildaemon.ingest import Progress, SyncResult
+from maildaemon.ingest import POOL_THRESHOLD, Progress, SyncResult
 from maildaemon.model import Message
 from maildaemon.parsers import HEADER_FIELDS, parse_message
 from maildaemon.parsers.body import MAX_ATTACHMENTS
@@ -69,6 +75,7 @@ from maildaemon.store import Store
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1  # prctl(2)
 CHUNK = 250  # UIDs per FETCH and per stored batch
 CONNECT_TIMEOUT_S = 20.0
 READ_TIMEOUT_S = 120.0
@@ -499,21 +506,46 @@ class _Pass:
             self._store([], [], self._progress(uidvalidity, done_uid, modseq), {})
             self.imap.synced_uidnext = done_uid + 1
             return
-        for start in range(0, len(uids), CHUNK):
-            chunk = uids[start : start + CHUNK]
-            final = start + CHUNK >= len(uids)
-            top = max(chunk[-1], done_uid) if final else chunk[-1]
-            items, bad = self._chunk(chunk, uidvalidity)
-            coordinates = {key: (uidvalidity, uid) for key, uid in _uids(items, bad)}
-            self._store(
-                [(k, m) for k, m, _ in items],
-                [(k, reason, size) for k, reason, size, _ in bad],
-                self._progress(uidvalidity, top, modseq if final else known_modseq),
-                coordinates,
+        chunks = [uids[start : start + CHUNK] for start in range(0, len(uids), CHUNK)]
+        workers = os.cpu_count() or 1
+        pool: Pool | None = None
+        if workers > 1 and len(uids) > POOL_THRESHOLD:
+            pool = multiprocessing.get_context("fork").Pool(
+                workers, initializer=_init_worker, initargs=(os.getpid(),)
             )
-            if progress is not None:
-                progress(len(chunk))
-            self.imap.synced_uidnext = top + 1
+        try:
+            pending = self._begin(chunks[0], uidvalidity, pool)
+            for i, chunk in enumerate(chunks):
+                final = i == len(chunks) - 1
+                top = max(chunk[-1], done_uid) if final else chunk[-1]
+                # With a pool, the next chunk is fetched while this one is parsed; a
+                # failure fetching it is raised only once this chunk is stored.
+                following: _Chunk | None = None
+                failure: BaseException | None = None
+                if pool is not None and not final:
+                    try:
+                        following = self._begin(chunks[i + 1], uidvalidity, pool)
+                    except (ImapError, *_NETWORK_ERRORS) as e:
+                        failure = e
+                items, bad = self._finish(pending)
+                coordinates = {key: (uidvalidity, uid) for key, uid in _uids(items, bad)}
+                self._store(
+                    [(k, m) for k, m, _ in items],
+                    [(k, reason, size) for k, reason, size, _ in bad],
+                    self._progress(uidvalidity, top, modseq if final else known_modseq),
+                    coordinates,
+                )
+                if progress is not None:
+                    progress(len(chunk))
+                self.imap.synced_uidnext = top + 1
+                if failure is not None:
+                    raise failure
+                if not final:
+                    pending = following or self._begin(chunks[i + 1], uidvalidity, pool)
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
 
     @staticmethod
     def _progress(uidvalidity: int, last_uid: int, modseq: int | None) -> dict[str, Any]:
@@ -548,11 +580,8 @@ class _Pass:
 
     # -- fetching and parsing one chunk -------------------------------------------------
 
-    def _chunk(
-        self, uids: list[int], uidvalidity: int
-    ) -> tuple[list[tuple[str, Message, int]], list[tuple[str, str, int, int]]]:
-        """Fetch and parse one chunk: (key, message, uid) and quarantined
-        (key, reason, size, uid)."""
+    def _begin(self, uids: list[int], uidvalidity: int, pool: Pool | None) -> _Chunk:
+        """Fetch one chunk and start parsing it (in ``pool`` when there is one)."""
         fetched: list[_Fetched] = []
         bad: list[tuple[str, str, int, int]] = []
         found, failed = self._fetch(uids, FIRST_ITEMS)
@@ -572,11 +601,64 @@ class _Pass:
                 bad.append((key, "the server returned no header fields", size, uid))
                 continue
             fetched.append(_Fetched(uid, headers, parts, size, _received(data, self.now)))
+        by_uid = {f.uid: f for f in fetched}
+        plain = {f.uid: [p for p in f.parts if p.text and p.ctype == "text/plain"] for f in fetched}
+        html = {f.uid: [p for p in f.parts if p.text and p.ctype == "text/html"] for f in fetched}
+        # uid -> (parts to fetch, whole budget?, are they the plain parts?)
+        plan = {uid: (plain[uid] or html[uid], False, bool(plain[uid])) for uid in by_uid}
+        chunk = _Chunk(uidvalidity, fetched, bad, by_uid, html, plan)
+        self._submit(chunk, pool)
+        return chunk
 
-        parsed = self._read(fetched)
+    def _submit(self, chunk: _Chunk, pool: Pool | None) -> None:
+        """Fetch the text parts of the chunk's plan and start parsing them."""
+        requests = {uid: (parts, full) for uid, (parts, full, _) in chunk.plan.items()}
+        chunk.texts = self._fetch_texts(requests)
+        jobs = [
+            (
+                assemble(chunk.by_uid[uid].headers, chunk.texts.get(uid, ([], False))[0]),
+                chunk.by_uid[uid].received,
+                self.text_cap,
+            )
+            for uid in chunk.plan
+        ]
+        if pool is None or not jobs:
+            chunk.parsing = [_parse_raw(*job) for job in jobs]
+        else:
+            chunk.parsing = pool.starmap_async(_parse_raw, jobs, chunksize=16)
+
+    def _finish(
+        self, chunk: _Chunk
+    ) -> tuple[list[tuple[str, Message, int]], list[tuple[str, str, int, int]]]:
+        """Collect a chunk's parse: (key, message, uid) and quarantined (key, reason, size,
+        uid). The text/plain parts first (or the text/html ones when there are none), each
+        up to an estimate of the bytes ``text_cap`` needs; then, for the few messages where
+        that was not enough, the html parts (the plain text was blank) or the parts again up
+        to all that ``body.py`` would read of them (fetched and parsed here, in-process)."""
+        parsed: dict[int, tuple[Message | None, str | None]] = {}
+        while chunk.plan:
+            parsing = chunk.parsing
+            results = parsing if isinstance(parsing, list) else parsing.get()
+            again: dict[int, tuple[list[Part], bool, bool]] = {}
+            for (uid, (parts, full, is_plain)), result in zip(
+                chunk.plan.items(), results, strict=True
+            ):
+                _, cut = chunk.texts.get(uid, ([], False))
+                parsed[uid] = self._complete(chunk.by_uid[uid], *result)
+                msg = parsed[uid][0]
+                if msg is None:
+                    continue
+                if is_plain and chunk.html[uid] and not msg.text:
+                    again[uid] = (chunk.html[uid], False, False)
+                elif cut and not full and len(msg.text.encode("utf-8")) < self.text_cap:
+                    again[uid] = (parts, True, is_plain)
+            chunk.plan = again
+            if again:
+                self._submit(chunk, None)
+        bad = chunk.bad
         items: list[tuple[str, Message, int]] = []
-        for f in fetched:
-            key = f"{uidvalidity}:{f.uid}"
+        for f in chunk.fetched:
+            key = f"{chunk.uidvalidity}:{f.uid}"
             msg, reason = parsed[f.uid]
             if msg is None:
                 log.warning("inbox %s: quarantined uid %s: %s", self.name, f.uid, reason)
@@ -584,34 +666,6 @@ class _Pass:
             else:
                 items.append((key, msg, f.uid))
         return items, bad
-
-    def _read(self, fetched: list[_Fetched]) -> dict[int, tuple[Message | None, str | None]]:
-        """Fetch the text parts and parse. The text/plain parts first (or the text/html ones
-        when there are none), each up to an estimate of the bytes ``text_cap`` needs; then,
-        for the few messages where that was not enough, the html parts (the plain text was
-        blank) or the parts again up to all that ``body.py`` would read of them."""
-        by_uid = {f.uid: f for f in fetched}
-        plain = {f.uid: [p for p in f.parts if p.text and p.ctype == "text/plain"] for f in fetched}
-        html = {f.uid: [p for p in f.parts if p.text and p.ctype == "text/html"] for f in fetched}
-        # uid -> (parts to fetch, whole budget?, are they the plain parts?)
-        plan = {uid: (plain[uid] or html[uid], False, bool(plain[uid])) for uid in by_uid}
-        parsed: dict[int, tuple[Message | None, str | None]] = {}
-        while plan:
-            requests = {uid: (parts, full) for uid, (parts, full, _) in plan.items()}
-            fetched_texts = self._fetch_texts(requests)
-            again: dict[int, tuple[list[Part], bool, bool]] = {}
-            for uid, (parts, full, is_plain) in plan.items():
-                texts, cut = fetched_texts.get(uid, ([], False))
-                parsed[uid] = self._parse(by_uid[uid], texts)
-                msg = parsed[uid][0]
-                if msg is None:
-                    continue
-                if is_plain and html[uid] and not msg.text:
-                    again[uid] = (html[uid], False, False)
-                elif cut and not full and len(msg.text.encode("utf-8")) < self.text_cap:
-                    again[uid] = (parts, True, is_plain)
-            plan = again
-        return parsed
 
     def _fetch_texts(
         self, plan: Mapping[int, tuple[list[Part], bool]]
@@ -671,22 +725,60 @@ class _Pass:
             failed.update(lost)
         return found, failed
 
-    def _parse(
-        self, f: _Fetched, texts: list[tuple[Part, bytes, bytes]]
+    def _complete(
+        self, f: _Fetched, msg: Message | None, reason: str | None, trace: str | None
     ) -> tuple[Message | None, str | None]:
-        raw = assemble(f.headers, texts)
-        try:
-            msg = parse_message(raw, received_at=f.received, text_cap=self.text_cap)
-        except ParseError as e:
-            return None, str(e)
-        except Exception as e:  # a parser bug must not stop the sync: quarantine, go on
-            log.exception("inbox %s: parser failed on uid %s", self.name, f.uid)
-            return None, f"parser error: {type(e).__name__}: {e}"
+        """What ``_parse_raw`` made of a message, with what only the fetch knows."""
+        if trace is not None:
+            log.error("inbox %s: parser failed on uid %s\n%s", self.name, f.uid, trace)
+        if msg is None:
+            return None, reason
         if f.uid in self.unfetched:
             defect = f"text: the server could not send it ({self.unfetched[f.uid]})"
             msg = replace(msg, defects=(*msg.defects, defect))
         attachments = [attachment_of(p) for p in f.parts if not p.text][:MAX_ATTACHMENTS]
         return replace(msg, attachments=tuple(attachments), size=f.size), None
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """One chunk between its fetch and its store: what the parse round in flight is for."""
+
+    uidvalidity: int
+    fetched: list[_Fetched]
+    bad: list[tuple[str, str, int, int]]
+    by_uid: dict[int, _Fetched]
+    html: dict[int, list[Part]]
+    # uid -> (parts to fetch, whole budget?, are they the plain parts?)
+    plan: dict[int, tuple[list[Part], bool, bool]]
+    texts: dict[int, tuple[list[tuple[Part, bytes, bytes]], bool]] = field(default_factory=dict)
+    parsing: Any = None  # the parse results in plan order, or the pool's AsyncResult of them
+
+
+def _init_worker(parent: int) -> None:
+    """A parse worker dies with its parent, even one killed with SIGKILL (Linux: its
+    siblings hold the task pipe open, so it would wait for work forever), and quietly at a
+    write to a parent gone (no BrokenPipeError traceback in the log); Ctrl-C is for the
+    parent, which terminates the pool."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(Exception):  # no prctl (not Linux): the pipe rule above
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl
+        os._exit(0)
+
+
+def _parse_raw(
+    raw: bytes, received: datetime, text_cap: int
+) -> tuple[Message | None, str | None, str | None]:
+    """Parse one assembled message (in a worker process or inline: the same either way):
+    (message, quarantine reason, traceback of a parser bug)."""
+    try:
+        return parse_message(raw, received_at=received, text_cap=text_cap), None, None
+    except ParseError as e:
+        return None, str(e), None
+    except Exception as e:  # a parser bug must not stop the sync: quarantine, go on
+        return None, f"parser error: {type(e).__name__}: {e}", traceback.format_exc()
 
 
 def _int(value: Any) -> int | None:
