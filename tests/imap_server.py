@@ -238,6 +238,11 @@ class Dovecot:
         tmp.write_text(text, encoding="utf-8")
         tmp.chmod(0o644)
         tmp.replace(self.users_file)
+        # Dovecot reloads the file when its mtime (whole seconds) or size differ from what
+        # it loaded; a new password of the same length written in the same second would go
+        # unseen, so every write gets an mtime of its own.
+        self._users_stamp = max(int(time.time()) + 1, getattr(self, "_users_stamp", 0) + 1)
+        os.utime(self.users_file, (self._users_stamp, self._users_stamp))
         if wait:
             time.sleep(1.05 - time.time() % 1)
 
