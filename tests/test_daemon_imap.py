@@ -13,7 +13,7 @@ import sqlite3
 import statistics
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +38,6 @@ def config_for(tmp_path: Path, inboxes: str, poll: str = "60s") -> Path:
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace('poll_interval = "60s"', f'poll_interval = "{poll}"'), "utf-8")
     return path
-
-
-@pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
-    started: list[DaemonProcess] = []
-
-    def start(config: Path) -> DaemonProcess:
-        d = DaemonProcess(config, tmp_path / f"daemon-{len(started)}.log")
-        started.append(d)
-        d.wait_log("started:")
-        return d
-
-    yield start
-    for d in started:
-        d.stop()
 
 
 @pytest.fixture
