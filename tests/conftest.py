@@ -11,6 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 from imap_server import dovecot  # noqa: F401  (the session's private Dovecot fixture)
+from smtp_server import (  # noqa: F401  (aiosmtpd on loopback: plain, STARTTLS, TLS, AUTH)
+    smtp_certificate,
+    smtp_server,
+    smtp_server_factory,
+)
 from test_daemon import start_daemon  # noqa: F401  (`maildaemon run` as a subprocess)
 
 from maildaemon.cli import cli
