@@ -8,15 +8,14 @@ prints them as JSON or as a table; the same dict feeds both.
 from __future__ import annotations
 
 import statistics
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 
-from maildaemon import ledger, views
+from maildaemon import ledger, reports, views
 from maildaemon.cli import App, cli, emit_json, json_option, listing, pass_app, task_objects
 from maildaemon.clocks import sla_for
 from maildaemon.config import Config
@@ -25,38 +24,9 @@ from maildaemon.ledger import change_lines, recompute_changes
 from maildaemon.rows import iso, parse_iso
 
 NO_CLIENT = "(no client)"
-LIVE = ("open", "waiting")
+LIVE = reports.LIVE
 ORPHAN_KEYS = ("id", "client", "status", "due", "orphan_reason", "command", "subject")
 COVERED_KEYS = ("id", "client", "owner", "covered_by", "away_until", "due", "subject")
-
-
-def _today(config: Config, now: datetime) -> date:
-    return now.astimezone(ZoneInfo(config.daemon.timezone)).date()
-
-
-def _stand_in(config: Config, name: str | None, day: date) -> str | None:
-    """Who can take work meant for ``name`` on ``day``: that person, or their cover."""
-    person = config.person_by_name(name) if name else None
-    if person is None or not person.active:
-        return None
-    if not person.is_away(day):
-        return person.name
-    cover = config.person_by_name(person.away.cover) if person.away and person.away.cover else None
-    if cover is None or not cover.active or cover.is_away(day):
-        return None
-    return cover.name
-
-
-def _suggest(config: Config, task: Mapping[str, Any], day: date) -> str:
-    """The command that fixes an orphan: assign it to the map's owner of its stage (the
-    first stage when it has none) for its client, else to a PERSON the manager picks."""
-    client = config.client_by_name(task["client"]) if task["client"] else None
-    stage = task["stage"] or (config.stages[0] if config.stages else None)
-    mapped = client.map.get(stage) if client is not None and stage is not None else None
-    who = _stand_in(config, mapped, day)
-    if who is None or who == task["owner"]:
-        who = "PERSON"
-    return f"maildaemon assign {task['id']} {who}"
 
 
 @cli.command()
@@ -66,9 +36,9 @@ def orphans(app: App, as_json: bool) -> None:
     """Orphaned open and waiting tasks with the reason and the command to act on each;
     then the tasks of people away with a cover (not orphaned, but worth seeing)."""
     config, now = app.config, app.now
-    day = _today(config, now)
+    day = reports.today(config, now)
     live = views.sort_tasks(t for t in task_objects(app) if t["status"] in LIVE)
-    orphaned = [{**t, "command": _suggest(config, t, day)} for t in live if t["orphaned"]]
+    orphaned = [{**t, "command": reports.suggest(config, t, day)} for t in live if t["orphaned"]]
     covered = []
     for t in live:
         p = config.person_by_name(t["owner"]) if t["owner"] else None
@@ -95,55 +65,6 @@ def _indent(text: str) -> str:
     return "\n".join("  " + line for line in text.splitlines())
 
 
-# -- the responsibility map (SPEC 8) --------------------------------------------------------
-
-
-def _cell(config: Config, client: str, stage: str, owner: str | None, day: date) -> dict[str, Any]:
-    """One cell: its owner, and why it is a hole (work that will be orphaned) or covered."""
-    cell: dict[str, Any] = {"owner": owner, "hole": None, "covered_by": None, "away_until": None}
-    person = config.person_by_name(owner) if owner else None
-    if owner is None:
-        cell["hole"] = f"no owner for stage {stage} of {client}"
-    elif person is None or not person.active:
-        cell["hole"] = f"owner {owner} is inactive"
-    elif person.is_away(day) and person.away is not None:
-        until = cell["away_until"] = person.away.until.isoformat()
-        cover = person.away.cover
-        if cover is None:
-            cell["hole"] = f"owner {owner} is away until {until} with no cover"
-        elif _stand_in(config, cover, day) != cover:
-            cell["hole"] = (
-                f"owner {owner} is away until {until}; the cover {cover} is unavailable too"
-            )
-        else:
-            cell["covered_by"] = cover
-    return cell
-
-
-def responsibility_map(
-    config: Config, tasks: Iterable[Mapping[str, Any]], day: date
-) -> dict[str, Any]:
-    """The board of SPEC 8 with open and waiting tasks per cell, its holes and covered cells."""
-    counts = Counter((t["client"], t["stage"]) for t in tasks if t["status"] in LIVE)
-    rows, holes, covered = [], [], []
-    for client in config.clients:
-        cells = {}
-        for stage in config.stages:
-            cell = _cell(config, client.name, stage, client.map.get(stage), day)
-            cell["open_tasks"] = counts.get((client.name, stage), 0)
-            cells[stage] = cell
-            where = {"client": client.name, "stage": stage, "owner": cell["owner"]}
-            if cell["hole"] is not None:
-                holes.append({**where, "reason": cell["hole"], "open_tasks": cell["open_tasks"]})
-            if cell["covered_by"] is not None:
-                covered.append(
-                    {**where, "covered_by": cell["covered_by"], "away_until": cell["away_until"]}
-                )
-        unstaged = counts.get((client.name, None), 0)
-        rows.append({"client": client.name, "cells": cells, "unstaged_tasks": unstaged})
-    return {"stages": list(config.stages), "clients": rows, "holes": holes, "covered": covered}
-
-
 def _map_cell(cell: Mapping[str, Any]) -> str:
     text = cell["owner"] or "-"
     if cell["hole"] is not None:
@@ -162,7 +83,7 @@ def map_(app: App, as_json: bool) -> None:
     config = app.config
     if not config.stages or not config.clients:
         raise UserError("no map to show: the config needs [stages] order and [[clients]] with map")
-    board = responsibility_map(config, task_objects(app), _today(config, app.now))
+    board = reports.responsibility_map(config, task_objects(app), reports.today(config, app.now))
     if as_json:
         emit_json(board)
         return
