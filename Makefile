@@ -16,11 +16,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-## run: sync the sample Maildir into a fresh database as of a fixed moment and show the ledger
+## run: sync the sample Maildir into a fresh database as of a fixed moment, show the ledger,
+## and write that morning's digests into the demo outbox (a Maildir: demo/outbox/new/)
 run: $(STAMP)
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	$(BIN)/maildaemon --config examples/demo.toml --now $(DEMO_NOW) sync
 	$(BIN)/maildaemon --config examples/demo.toml --now $(DEMO_NOW) tasks
+	@echo
+	$(BIN)/maildaemon --config examples/demo.toml --now $(DEMO_NOW) digest --send
 	@cat examples/tour.txt
 
 ## test: the whole suite (creates the virtualenv first; installs Dovecot for the IMAP tests

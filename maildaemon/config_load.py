@@ -7,6 +7,7 @@ key path, the bad value and what is allowed (SPEC section 3).
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import fields, replace
@@ -183,7 +184,8 @@ class _Table:
         return int(self.data[key])
 
     def path_(self, key: str) -> Path:
-        return self.parser.base / Path(self.text(key)).expanduser()
+        """Relative to the config file's folder, normalized (no ``..``), not resolved."""
+        return Path(os.path.normpath(self.parser.base / Path(self.text(key)).expanduser()))
 
     def day(self, key: str) -> date:
         value = _as_date(self.data[key])

@@ -41,7 +41,7 @@ from typing import Any
 
 import schedule
 
-from maildaemon import ingest, ledger
+from maildaemon import ingest, ledger, outgoing
 from maildaemon.config import Config, Inbox, load_config
 from maildaemon.errors import MaildaemonError
 from maildaemon.rows import iso
@@ -52,6 +52,8 @@ log = logging.getLogger("maildaemon.daemon")
 BACKOFF_FIRST = timedelta(seconds=5)  # the first retry: this, or poll_interval if shorter
 BACKOFF_CAP = timedelta(minutes=5)
 RETENTION_EVERY = timedelta(days=1)
+OUTGOING_EVERY = timedelta(seconds=30)  # how often digests and alerts are looked at
+FIRST_PASS_WAIT = timedelta(minutes=5)  # at start, digests wait this long for fresh mail
 IDLE_RENEW = timedelta(minutes=10)  # re-issue IDLE this often (servers may end it at 30 min)
 IDLE_HEALTHY = timedelta(seconds=30)  # an IDLE that lasted this long resets the drop count
 LOGOUT_TIMEOUT_S = 2.0  # how long a stopping inbox thread waits for LOGOUT's answer
@@ -135,6 +137,9 @@ class Daemon:
         # Set by signal handlers only (plain assignments: a handler must take no lock).
         self._stop_signal: int | None = None
         self._reload_requested = False
+        self._passed: set[str] = set()  # inboxes that finished a pass since the start
+        self._caught_up = False  # outgoing mail looked at once after the first passes
+        self._started = time.monotonic()
 
     # -- the store of the calling thread ----------------------------------------------------
 
@@ -159,6 +164,12 @@ class Daemon:
     def sync_inbox(self, inbox: Inbox) -> ingest.SyncResult:
         """One pass over one inbox, without re-deriving. A source that fails records its
         error in the store and returns it in the result; an exception is left to `tick`."""
+        try:
+            return self._sync_inbox(inbox)
+        finally:
+            self._passed.add(inbox.name)
+
+    def _sync_inbox(self, inbox: Inbox) -> ingest.SyncResult:
         config, now = self.config, self.clock()
         if inbox.kind == "imap":
             module = _imap_module()
@@ -348,10 +359,22 @@ class Daemon:
 
     def schedule_jobs(self) -> None:
         self.add_job("retention", RETENTION_EVERY, self.apply_retention)
-        # Issue 5 registers the digests here, e.g. every minute:
-        #   self.add_job("digests", timedelta(minutes=1), self.send_due_digests)
-        # each claimed with a conditional write in the database, so a restart or a second
-        # process never sends one twice.
+        self.add_job("outgoing", OUTGOING_EVERY, self.send_outgoing)
+
+    def send_outgoing(self) -> None:
+        """Digests whose time has come, due alerts, and deliveries to retry (SPEC 9); each
+        claimed in the database first, so a restart or a second process never sends one
+        twice. Right after a start it waits (up to FIRST_PASS_WAIT) until every inbox has
+        finished a pass, so a digest caught up after downtime includes the night's mail."""
+        waited = time.monotonic() - self._started
+        if waited < FIRST_PASS_WAIT.total_seconds() and not self._all_passed():
+            return
+        with self._derive_lock:  # not in the middle of a reload or a re-derivation
+            config = self.config
+        outgoing.tick(self.store, config, self.clock(), stop=self.stop.is_set)
+
+    def _all_passed(self) -> bool:
+        return {i.name for i in self.config.inboxes} <= self._passed
 
     # -- the loop --------------------------------------------------------------------------
 
@@ -519,6 +542,9 @@ class Daemon:
                     if self.reload_config():
                         self.start_inbox_threads()
                     self.wake_inboxes()  # a failing inbox retries now; IDLE sees a new config
+                if not self._caught_up and self._all_passed():
+                    self._caught_up = True  # digests missed while down go out now, not in 30s
+                    self.run_job("outgoing", self.send_outgoing)
                 self.scheduler.run_pending()
                 idle = self.scheduler.idle_seconds
                 time.sleep(TICK_S if idle is None else min(TICK_S, max(0.0, idle)))

@@ -27,6 +27,26 @@ CREATE TABLE commands (
     arg TEXT,
     note TEXT
 );
+CREATE TABLE deliveries (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,             -- personal | team | alert-near | alert-breach
+    recipient TEXT NOT NULL,        -- a person's name
+    key TEXT NOT NULL,              -- digests: the recipient's local day; alerts: the clock
+    forced INTEGER NOT NULL DEFAULT 0,
+    task_id INTEGER,                -- alerts: the task
+    message_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    addresses TEXT NOT NULL,        -- JSON list of envelope recipients
+    raw BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'claimed',  -- claimed | sending | sent | failed | expired
+    attempts INTEGER NOT NULL DEFAULT 0,
+    claimed_at TEXT NOT NULL,
+    next_attempt_at TEXT NOT NULL,
+    sent_at TEXT,
+    sent_to TEXT,                   -- where it went: the SMTP server or the outbox file
+    last_error TEXT,
+    last_error_at TEXT
+);
 CREATE TABLE events (
     id INTEGER PRIMARY KEY,
     task_id INTEGER NOT NULL,
@@ -139,6 +159,8 @@ CREATE TABLE thread_repairs (
 );
 CREATE INDEX clocks_task ON clocks(task_id);
 CREATE INDEX commands_task ON commands(task_id, at);
+CREATE UNIQUE INDEX deliveries_once ON deliveries(kind, recipient, key) WHERE forced = 0;
+CREATE INDEX deliveries_pending ON deliveries(state, next_attempt_at);
 CREATE INDEX events_task ON events(task_id, at);
 CREATE UNIQUE INDEX "idx__sqlite_migrations_migration_set_name"
     ON "_sqlite_migrations" ("migration_set", "name");
