@@ -94,14 +94,15 @@ def claimed(store: Store, kind_like: str, keys: Iterable[str]) -> set[tuple[str,
     return {(k, r, key) for k, r, key in rows}
 
 
-def pending(store: Store, now: datetime) -> list[Claim]:
+def pending(store: Store, now: datetime, *, all_open: bool = False) -> list[Claim]:
     """Claims to hand to the server now: never tried, cut off by a crash, or failed and
-    due for a retry; oldest first."""
+    due for a retry (``all_open``: failed ones too, whenever due); oldest first."""
     rows = store.conn.execute(
         "SELECT id, kind, recipient, key, message_id, subject, addresses, raw, state, "
         "attempts, claimed_at FROM deliveries "
-        "WHERE state IN ('claimed', 'sending', 'failed') AND next_attempt_at <= ? ORDER BY id",
-        (iso(now),),
+        "WHERE state IN ('claimed', 'sending', 'failed') AND (next_attempt_at <= ? OR ?) "
+        "ORDER BY id",
+        (iso(now), all_open),
     ).fetchall()
     return [
         Claim(r[0], r[1], r[2], r[3], r[4], r[5], tuple(json.loads(r[6])), bytes(r[7]), *r[8:])

@@ -94,7 +94,7 @@ def digest_cmd(
             wanted = [(p, k, d) for p, k, d in wanted if (k, p.name, d.isoformat()) not in done]
             wanted = [w for w in wanted if digest.available(w[0], w[2])]
         claimed = outgoing.send_digests(store, config, now, wanted=wanted, tasks=tasks, force=force)
-        results = outgoing.flush(store, config, now)
+        results = outgoing.flush(store, config, now, retry_now=True)
         for r in results:
             mark = "sent" if r.ok else "FAILED"
             click.echo(f"{mark}: {r.kind} digest to {r.recipient} ({r.key}): {r.detail}", err=True)

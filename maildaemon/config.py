@@ -213,6 +213,7 @@ class DigestSettings:
     days: tuple[int, ...] = (0, 1, 2, 3, 4)
     send_empty: bool = False
     delivery: Delivery | None = None
+    retry: timedelta = timedelta(minutes=1)  # first retry of a failed delivery; doubles to 1h
 
 
 @dataclass(frozen=True, slots=True)

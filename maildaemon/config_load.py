@@ -285,7 +285,8 @@ TEXT, NAME, ZONE, ADDRESS = _via(str), _via(_name), _via(_zone), _via(_address)
 WALL, BUSINESS = _via(parse_wall_duration), _via(parse_business_duration)
 DAEMON = {"database": _Table.path_, "timezone": ZONE, "poll_interval": WALL}
 TEAM = {"domains": _each(_domain), "shared_addresses": _each(_address)}
-DIGEST = {"time": _via(parse_clock), "days": _via(parse_days), "send_empty": _Table.flag}
+DIGEST = {"time": _via(parse_clock), "days": _via(parse_days), "send_empty": _Table.flag,
+          "retry": WALL}  # fmt: skip
 SERVER = {"host": TEXT, "port": _Table.port, "security": _one(*_SECURITY),
           "username": TEXT, "password_env": _via(_env_name), "password_command": TEXT,
           "ca_file": _Table.path_, "verify": _Table.flag}  # fmt: skip

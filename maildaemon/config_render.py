@@ -125,6 +125,7 @@ def document(config: Config, *, redact: bool) -> dict[str, Any]:
         "time": format_clock(d.time),
         "days": format_days(d.days),
         "send_empty": d.send_empty,
+        "retry": format_wall_duration(d.retry),
     }
     if d.delivery is not None and d.delivery.smtp is not None:
         digest["delivery"] = {"smtp": plain(d.delivery.smtp, sender="from")}

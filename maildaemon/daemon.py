@@ -139,6 +139,7 @@ class Daemon:
         self._reload_requested = False
         self._passed: set[str] = set()  # inboxes that finished a pass since the start
         self._caught_up = False  # outgoing mail looked at once after the first passes
+        self._outgoing_ran = False  # the first look also retries failed deliveries at once
         self._started = time.monotonic()
 
     # -- the store of the calling thread ----------------------------------------------------
@@ -359,7 +360,9 @@ class Daemon:
 
     def schedule_jobs(self) -> None:
         self.add_job("retention", RETENTION_EVERY, self.apply_retention)
-        self.add_job("outgoing", OUTGOING_EVERY, self.send_outgoing)
+        # Checked every 30 s, or as often as `digest.retry` when that is shorter.
+        every = max(timedelta(seconds=1), min(OUTGOING_EVERY, self.config.digest.retry))
+        self.add_job("outgoing", every, self.send_outgoing)
 
     def send_outgoing(self) -> None:
         """Digests whose time has come, due alerts, and deliveries to retry (SPEC 9); each
@@ -371,7 +374,21 @@ class Daemon:
             return
         with self._derive_lock:  # not in the middle of a reload or a re-derivation
             config = self.config
-        outgoing.tick(self.store, config, self.clock(), stop=self.stop.is_set)
+        first, self._outgoing_ran = not self._outgoing_ran, True
+        now = self.clock()
+        digests, alerts, sent = outgoing.tick(
+            self.store, config, now, stop=self.stop.is_set, retry_now=first
+        )
+        if first or digests or alerts or sent:
+            failed = sum(1 for s in sent if not s.ok)
+            log.info(
+                "outgoing%s: %d digest(s) and %d alert(s) claimed, %d sent, %d failed",
+                " (first look since the start)" if first else "",
+                digests,
+                alerts,
+                len(sent) - failed,
+                failed,
+            )
 
     def _all_passed(self) -> bool:
         return {i.name for i in self.config.inboxes} <= self._passed

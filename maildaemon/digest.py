@@ -180,7 +180,7 @@ class _Index:
         due = f"{label} {_when(due_at, self.now, tz)}" if due_at is not None else ""
         return {
             "id": t["id"],
-            "client": t["client"],
+            "client": clean(t["client"], 60) or None,
             "subject": clean(t["subject"], 120) or "(no subject)",
             "owner": t["owner"],
             "status": t["status"],

@@ -23,6 +23,7 @@ import jinja2
 
 from maildaemon.digest import Digest, Section, clean, day_label
 
+UNFOLDED = SMTP.clone(max_line_length=998)
 RED, AMBER, GREY, BLUE = "#bf2600", "#b65c02", "#42526e", "#0747a6"
 COLORS = {
     "overdue": RED,
@@ -322,4 +323,7 @@ def message(
     msg.set_content(body_text, cte="quoted-printable")
     if body_html is not None:
         msg.add_alternative(body_html, subtype="html", cte="quoted-printable")
-    return msg.as_bytes()
+    # Headers unfolded (each is one cleaned line of at most ~200 characters, well within
+    # 998): CPython's folder doubles the space before a folded encoded word ("holes  —").
+    # The parts were encoded above with 76-character lines and stay so.
+    return msg.as_bytes(policy=UNFOLDED)

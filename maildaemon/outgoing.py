@@ -30,7 +30,6 @@ from maildaemon.store import Store
 
 log = logging.getLogger("maildaemon.outgoing")
 
-RETRY_BASE = timedelta(minutes=1)
 RETRY_CAP = timedelta(hours=1)
 GIVE_UP = timedelta(hours=24)  # a claim still failing a day later is expired (and reported)
 ALERT_NEAR = timedelta(hours=1)  # business time left when the owner is alerted
@@ -220,16 +219,22 @@ def check_alerts(store: Store, config: Config, now: datetime) -> int:
             if person is not None:
                 wanted.append(("alert-near", person, key, r))
     done = claims.claimed(store, "alert-%", {w[2] for w in wanted})
-    n = 0
+    # One mail per (alert, person, task): two clocks of one task due together (a first
+    # response and a handoff acknowledgement) make one alert; the other clock's claim is
+    # kept as `merged` so it never alerts on its own.
+    groups: dict[tuple[str, str, int], list[tuple[Person, str, dict[str, Any]]]] = {}
     for kind, person, key, r in wanted:
-        if (kind, person.name, key) in done:
-            continue
-        subject, body = alert_text(kind, r, now, person)
-        mid = new_message_id(config, kind, person.name, key)
+        if (kind, person.name, key) not in done:
+            groups.setdefault((kind, person.name, r["task_id"]), []).append((person, key, r))
+    n = 0
+    for (kind, name, task_id), members in groups.items():
+        person, key, r = members[0]
+        subject, body = alert_text(kind, r, now, person, [m[2] for m in members[1:]])
+        mid = new_message_id(config, kind, name, key)
         raw = digest_render.message(
             subject=subject,
             sender=f"maildaemon <{sender(config)}>",
-            to=[(person.name, person.email)],
+            to=[(name, person.email)],
             message_id=mid,
             date=now,
             body_text=body,
@@ -237,22 +242,44 @@ def check_alerts(store: Store, config: Config, now: datetime) -> int:
         got = claims.claim(
             store,
             kind=kind,
-            recipient=person.name,
+            recipient=name,
             key=key,
             message_id=mid,
             subject=subject,
             addresses=[person.email],
             raw=raw,
             at=now,
-            task_id=r["task_id"],
+            task_id=task_id,
         )
-        if got is not None:
-            n += 1
-            log.info("alert claimed: %s for %s: %s", kind, person.name, subject)
+        if got is None:
+            continue  # another process claimed it first
+        n += 1
+        log.info("alert claimed: %s for %s: %s", kind, name, subject)
+        for _, other, _ in members[1:]:
+            claims.claim(
+                store,
+                kind=kind,
+                recipient=name,
+                key=other,
+                message_id=new_message_id(config, kind, name, other),
+                subject=f"in {mid}",
+                addresses=[person.email],
+                raw=b"",
+                at=now,
+                task_id=task_id,
+                state="merged",
+            )
     return n
 
 
-def alert_text(kind: str, r: dict[str, Any], now: datetime, person: Person) -> tuple[str, str]:
+def alert_text(
+    kind: str,
+    r: dict[str, Any],
+    now: datetime,
+    person: Person,
+    also: Sequence[dict[str, Any]] = (),
+) -> tuple[str, str]:
+    """The subject and text of one alert; ``also``: more clocks of the task, due as near."""
     tz = ZoneInfo(person.timezone)
     label = digest.CLOCK_LABELS.get(r["kind"], r["kind"])
     task = f"#{r['task_id']}"
@@ -273,12 +300,16 @@ def alert_text(kind: str, r: dict[str, Any], now: datetime, person: Person) -> t
             f"The {label} of task {task} for {client} was due {local_due} and is breached.",
             f"Owner: {owner}.",
         ]
+    for o in also:
+        other = digest.CLOCK_LABELS.get(o["kind"], o["kind"])
+        at = parse_iso(o["due_at"]) or now
+        lines.append(f"Also its {other}: due {at.astimezone(tz):%a %d %b %H:%M %Z}.")
     lines += [
         "",
         f"Task:    {task} {subject}",
         f"Client:  {client}",
         "",
-        f"See why and who:   maildaemon show {r['task_id']}",
+        f"See why and who:    maildaemon show {r['task_id']}",
         f"Give it to someone: maildaemon assign {r['task_id']} PERSON",
         "",
         "One alert per clock; the morning digest has the full picture.",
@@ -289,9 +320,10 @@ def alert_text(kind: str, r: dict[str, Any], now: datetime, person: Person) -> t
 # -- delivery ---------------------------------------------------------------------------------
 
 
-def retry_delay(attempts: int, rand: float) -> timedelta:
-    """Exponential backoff with jitter: 1, 2, 4 ... minutes, at most an hour."""
-    base: timedelta = min(RETRY_CAP, RETRY_BASE * (2 ** max(0, attempts - 1)))
+def retry_delay(first: timedelta, attempts: int, rand: float) -> timedelta:
+    """Exponential backoff with jitter: ``first`` (`digest.retry`, 1m), doubling up to an
+    hour."""
+    base: timedelta = min(RETRY_CAP, first * (2 ** max(0, attempts - 1)))
     return base * (0.75 + 0.5 * rand)
 
 
@@ -301,10 +333,12 @@ def flush(
     now: datetime,
     *,
     stop: Callable[[], bool] = lambda: False,
+    retry_now: bool = False,
 ) -> list[Sent]:
     """Hand every pending claim to the configured delivery: new ones, ones a crash left
-    unsent, and failed ones due for a retry."""
-    pending = claims.pending(store, now)
+    unsent, and failed ones due for a retry (``retry_now``: all failed ones, as at a start
+    or on `digest --send`)."""
+    pending = claims.pending(store, now, all_open=retry_now)
     if not pending:
         return []
     how = config.digest.delivery
@@ -321,7 +355,9 @@ def flush(
         except delivery.DeliveryError as e:
             attempts = c.attempts + 1
             claimed_at = parse_iso(c.claimed_at) or at
-            retry: datetime | None = at + retry_delay(attempts, random.random())
+            retry: datetime | None = at + retry_delay(
+                config.digest.retry, attempts, random.random()
+            )
             if retry is not None and retry - claimed_at > GIVE_UP:
                 retry = None
             claims.mark_failed(store, c.id, at, str(e), retry)
@@ -344,9 +380,16 @@ def _name(c: claims.Claim) -> str:
     return _token(mid.partition("@")[0]) + f".{c.id}"
 
 
-def tick(store: Store, config: Config, now: datetime, stop: Callable[[], bool]) -> None:
+def tick(
+    store: Store,
+    config: Config,
+    now: datetime,
+    stop: Callable[[], bool],
+    *,
+    retry_now: bool = False,
+) -> tuple[int, int, list[Sent]]:
     """The daemon's job: claim the digests whose time has come, claim due alerts, then
-    deliver everything pending."""
-    send_digests(store, config, now)
-    check_alerts(store, config, now)
-    flush(store, config, now, stop=stop)
+    deliver everything pending. Returns (digests claimed, alerts claimed, deliveries)."""
+    digests = send_digests(store, config, now)
+    alerts = check_alerts(store, config, now)
+    return len(digests), alerts, flush(store, config, now, stop=stop, retry_now=retry_now)

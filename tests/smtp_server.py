@@ -132,6 +132,9 @@ class _Handler:
     async def handle_RCPT(
         self, smtp: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
+        while self.server.hold:  # a client stuck mid-transaction (the test kills it)
+            self.server.holding.set()
+            await asyncio.sleep(0.02)
         if address.lower() in {a.lower() for a in self.server.refuse_recipients}:
             return f"550 5.1.1 <{address}>: Recipient address rejected: no such user"
         envelope.rcpt_tos.append(address)
@@ -188,6 +191,8 @@ class SmtpServer:
         self.logins: list[str] = []
         self.refuse_recipients: set[str] = set()
         self.cut_off_after_data = False
+        self.hold = False  # True: RCPT TO gets no answer until it is False again
+        self.holding = threading.Event()  # set once a client is held
         self._changed = threading.Condition()
         self._controller: Controller | None = None
 

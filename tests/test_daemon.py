@@ -97,12 +97,12 @@ def examples(tmp_path: Path) -> Path:
 class DaemonProcess:
     """`maildaemon --config X run` as a subprocess, its stderr in a file."""
 
-    def __init__(self, config: Path, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path, options: tuple[str, ...] = ()) -> None:
         self.config = config
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "maildaemon", "--config", str(config), "run"],
+            [sys.executable, "-m", "maildaemon", "--config", str(config), *options, "run"],
             stdout=subprocess.DEVNULL,
             stderr=self._log,
         )
@@ -134,8 +134,9 @@ class DaemonProcess:
 def start_daemon(tmp_path: Path) -> Iterator[Callable[[Path], DaemonProcess]]:
     started: list[DaemonProcess] = []
 
-    def start(config: Path) -> DaemonProcess:
-        d = DaemonProcess(config, tmp_path / f"daemon-{len(started)}.log")
+    def start(config: Path, *options: str) -> DaemonProcess:
+        """``options`` go before `run`, e.g. ``--now``."""
+        d = DaemonProcess(config, tmp_path / f"daemon-{len(started)}.log", options)
         started.append(d)
         d.wait_log("started:")
         return d
