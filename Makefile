@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_NOW := 2026-11-24T16:30:00Z
 DEMO_DIR := demo
 
-.PHONY: run test lint bench venv clean demo
+.PHONY: run test lint bench venv clean demo screenshot
 
 venv: $(STAMP)
 
@@ -41,6 +41,11 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_import.py
 	$(BIN)/python benchmarks/bench_ledger.py
 	$(BIN)/python benchmarks/bench_imap.py
+	$(BIN)/python benchmarks/bench_digest.py
+
+## screenshot: docs/team-digest.png, the demo team digest drawn by headless Chromium
+screenshot: run
+	BIN=$(BIN) DEMO_NOW=$(DEMO_NOW) sh scripts/screenshot
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) build dist *.egg-info

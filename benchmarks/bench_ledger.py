@@ -67,11 +67,12 @@ def timed(cmd: list[str]) -> tuple[float, str]:
     return wall, p.stdout
 
 
-def synthetic_tasks(db: Path, n: int) -> None:
-    """n tasks with owners, clients, due times and pending handoffs, straight into the store."""
+def synthetic_tasks(db: Path, n: int, names: list[str] | None = None) -> None:
+    """n tasks with owners, clients, due times and pending handoffs, straight into the store;
+    each due time is also a running first-response clock."""
     Store(db).close()
     rng = random.Random(42)
-    people = ["alice", "bob", "carol", "dave", None]
+    people: list[str | None] = [*(names or ["alice", "bob", "carol", "dave"]), None]
     rows = []
     for i in range(1, n + 1):
         day = 1 + i % 28
@@ -95,7 +96,7 @@ def synthetic_tasks(db: Path, n: int) -> None:
                 '["support"]',
                 "Someone",
                 "x",
-                None if not pending else "alice",
+                None if not pending else people[0],
                 owner if pending else None,
                 f"2026-11-{day:02d}T10:00:00Z" if pending else None,
                 f"2026-11-{day:02d}T12:00:00Z" if pending else None,
@@ -109,6 +110,11 @@ def synthetic_tasks(db: Path, n: int) -> None:
         "config_fingerprint, pending_from, pending_to, pending_at, pending_due_at, flag) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
+    )
+    conn.executemany(
+        "INSERT INTO clocks (task_id, kind, started_at, due_at, outcome) "
+        "VALUES (?, 'first_response', ?, ?, 'running')",
+        [(r[0], r[8], r[10]) for r in rows if r[10] is not None and r[7] != "closed"],
     )
     conn.commit()
     conn.close()
