@@ -323,3 +323,40 @@ def test_alerts_go_once_per_clock_across_restarts(demo, smtp_server, start_daemo
     assert all(m.recipients == ("carol@example.com",) for m in smtp_server.messages)
     run_daemon_once(start_daemon, config, "2026-11-24T16:40:00Z")  # later, restarted
     settle(smtp_server, 3, quiet=0.3)
+
+
+def test_hostile_subjects_arrive_escaped_and_break_no_header(demo, smtp_server, run_cli, tmp_path):
+    """Real client mail whose subjects carry markup and an encoded CR/LF, imported, then
+    the team digest (both are unowned) sent to a real SMTP server."""
+    hostile = tmp_path / "hostile"
+    for sub in ("tmp", "new", "cur"):
+        (hostile / sub).mkdir(parents=True)
+    subjects = [
+        "<script>alert('pwned')</script> invoice",
+        "=?utf-8?q?Refund=0D=0ABcc=3A_victim=40example=2Eorg=0D=0A=0D=0A<b>x</b>?=",
+    ]
+    for n, subject in enumerate(subjects):
+        (hostile / "new" / f"177000000{n}.hostile{n}.test").write_bytes(
+            (
+                f"From: Mallory <mallory@acme.com>\r\nTo: support@example.com\r\n"
+                f"Subject: {subject}\r\nDate: Tue, 24 Nov 2026 15:0{n}:00 +0000\r\n"
+                f"Message-ID: <hostile-{n}@acme.com>\r\n\r\nHello.\r\n"
+            ).encode()
+        )
+    config = smtp_config(demo, smtp_server)
+    imported = run_cli("--config", config, "--now", DEMO_NOW, "import", hostile)
+    assert imported.exit_code == 0, imported.output
+    sent = run_cli("--config", config, "--now", DEMO_NOW, "digest", "--send", "--to", "carol")
+    assert sent.exit_code == 0, sent.output
+    team = next(m for m in smtp_server.wait_for(2) if m.message["Subject"].startswith("Team:"))
+    msg = team.message
+    assert msg["Bcc"] is None and msg["To"] == "carol <carol@example.com>"
+    headers = team.raw.split(b"\r\n\r\n", 1)[0].decode()
+    assert "victim" not in headers and "<script>" not in headers
+    html = msg.get_body(("html",)).get_content()
+    assert "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; invoice" in html
+    assert "<script" not in html and "<b>x</b>" not in html
+    assert "Refund Bcc: victim@example.org &lt;b&gt;x&lt;/b&gt;" in html  # one line, as text
+    text = msg.get_body(("plain",)).get_content()
+    assert "<script>alert('pwned')</script> invoice" in text  # plain text shows it as is
+    assert not any(line.lstrip().startswith("Bcc:") for line in text.splitlines())
