@@ -360,3 +360,19 @@ def test_hostile_subjects_arrive_escaped_and_break_no_header(demo, smtp_server, 
     text = msg.get_body(("plain",)).get_content()
     assert "<script>alert('pwned')</script> invoice" in text  # plain text shows it as is
     assert not any(line.lstrip().startswith("Bcc:") for line in text.splitlines())
+
+
+def test_a_failed_delivery_is_in_the_next_team_digest(demo, smtp_server, run_cli):
+    config = load_config(smtp_config(demo, smtp_server))
+    now = datetime.fromisoformat(DEMO_NOW.replace("Z", "+00:00"))
+    smtp_server.stop()
+    with Store(config.daemon.database) as store:
+        bob = config.person_by_name("bob")
+        assert bob is not None
+        outgoing.send_digests(store, config, now, wanted=[(bob, "personal", now.date())])
+        (failed,) = outgoing.flush(store, config, now)
+        assert not failed.ok
+    preview = run_cli("--config", config.source, "--now", DEMO_NOW, "digest", "--to", "carol")
+    assert "FAILED DIGEST AND ALERT DELIVERIES (1)" in preview.stdout
+    assert "personal to bob (2026-11-24)" in preview.stdout
+    assert "connect failed" in preview.stdout
