@@ -17,9 +17,10 @@ import pytest
 from click.testing import Result
 from imap_server import Dovecot, User
 
-from maildaemon import ingest
+from maildaemon import imap_pass, ingest
 from maildaemon.config import parse_config
 from maildaemon.imap import ImapInbox, sync_inbox
+from maildaemon.parsers.bodystructure import internaldate
 from maildaemon.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -189,6 +190,20 @@ def test_hard_mime_reads_the_same_over_imap_as_from_files(dovecot, tmp_path):
     over_imap = ledger_messages(tmp_path / "imap.db")
     from_files = ledger_messages(tmp_path / "files.db")
     same_messages(over_imap, from_files)
+    assert defects(tmp_path / "imap.db") == defects(tmp_path / "files.db")
+
+
+# What only a parse of the whole multipart sees (IMAP assembles the text parts alone).
+WHOLE_STRUCTURE = re.compile(r"CloseBoundaryNotFound|MultipartInvariantViolation")
+
+
+def defects(db: Path) -> dict[str, list[str]]:
+    """Each message's defects, but those of a broken multipart structure."""
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT message_id, defects FROM messages").fetchall()
+    return {
+        mid: [d for d in json.loads(found) if not WHOLE_STRUCTURE.search(d)] for mid, found in rows
+    }
 
 
 def test_a_second_pass_fetches_nothing_and_adds_nothing(dovecot, support, tmp_path):
@@ -328,3 +343,67 @@ def test_a_missing_password_or_a_failing_command_names_what_to_fix(dovecot, tmp_
         f"{user.name} in it"
     )
     assert failing == "inbox 'other': password_command failed (exit 1)"
+
+
+def test_the_fetch_reader_reads_what_imapclient_reads(dovecot, tmp_path):
+    """The FETCH answers read off the socket (``ImapInbox.fetch``) are what imapclient's
+    own parser makes of them, on hard MIME: literals inside BODYSTRUCTURE, quoted strings
+    with escapes, 8-bit header fields, NIL, nested multiparts."""
+    user = dovecot.add_user("mime")
+    files = sorted(PARSING.glob("*.eml"))
+    dovecot.append(user, [(p.read_bytes(), ("\\Flagged",), None) for p in files])
+    dovecot.append(user, demo_messages()[:5])
+    config = parse_config(
+        imap_inbox(dovecot, "mime", user, password_command=f'"printf %s {user.password}"'),
+        base_dir=tmp_path,
+    )
+    items = [
+        imap_pass.HEADERS_ITEM, imap_pass.RARE_ITEM, "BODY", "BODYSTRUCTURE", "FLAGS",
+        "RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[1]<0.300>", "BODY.PEEK[1.MIME]",
+    ]  # fmt: skip
+    with ImapInbox(config.inboxes[0]) as imap:
+        client = imap.connect()
+        client.select_folder("INBOX", readonly=True)
+        uids = client.search(["ALL"])
+        assert len(uids) == len(files) + 5
+        ours = imap.fetch(uids, items)
+        theirs = client.fetch(uids, items)
+    assert sorted(ours) == sorted(uids)
+    for uid in uids:
+        want = {k: v for k, v in theirs[uid].items() if k != b"SEQ"}
+        got = dict(ours[uid])
+        assert got.pop(b"UID") == uid
+        assert internaldate(got.pop(b"INTERNALDATE")) == want.pop(b"INTERNALDATE"), uid
+        assert plain(got) == plain(want), uid
+
+
+def plain(value: Any) -> Any:
+    """imapclient's BodyData and tuples as plain tuples, for comparing."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return tuple(plain(v) for v in value)
+    return value
+
+
+def test_a_pass_in_many_small_chunks_stores_what_one_chunk_does(
+    dovecot, support, tmp_path, monkeypatch
+):
+    """Chunks pipelined on the connection (the next FETCH in flight while this one is
+    parsed, answers told apart by UID) and parsed in the worker pool give the same ledger
+    as one chunk parsed in-process."""
+    config = parse_config(imap_inbox(dovecot, "support", support), base_dir=tmp_path)
+    with Store(tmp_path / "one.db") as store:
+        assert sync_inbox(store, config, config.inboxes[0], now=NOW).seen == 37
+    monkeypatch.setattr(imap_pass, "CHUNK", 4)
+    monkeypatch.setattr(ingest, "POOL_THRESHOLD", 10)
+    monkeypatch.setattr(imap_pass, "POOL_THRESHOLD", 10)
+    with Store(tmp_path / "many.db") as store, ImapInbox(config.inboxes[0]) as imap:
+        result = imap.sync(store, text_cap=config.ingest.text_cap, now=NOW)
+        assert (result.seen, result.error) == (37, None)
+        assert imap.fetch_commands >= 10  # one FETCH or more per chunk of 4
+    same_messages(ledger_messages(tmp_path / "many.db"), ledger_messages(tmp_path / "one.db"))
+    with sqlite3.connect(tmp_path / "many.db") as conn:
+        defects = dict(conn.execute("SELECT message_id, defects FROM messages"))
+    with sqlite3.connect(tmp_path / "one.db") as conn:
+        assert dict(conn.execute("SELECT message_id, defects FROM messages")) == defects
