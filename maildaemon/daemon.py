@@ -54,7 +54,12 @@ BACKOFF_CAP = timedelta(minutes=5)
 RETENTION_EVERY = timedelta(days=1)
 OUTGOING_EVERY = timedelta(seconds=30)  # how often digests and alerts are looked at
 FIRST_PASS_WAIT = timedelta(minutes=5)  # at start, digests wait this long for fresh mail
-IDLE_RENEW = timedelta(minutes=10)  # re-issue IDLE this often (servers may end it at 30 min)
+# Re-issue IDLE this often (servers may end it at 30 min). DONE is then answered within
+# IDLE_DONE_TIMEOUT, or the connection has gone silent (a dead NAT entry, a cut link: no
+# FIN, no data) and is dropped and reconnected; TCP keepalive (imap.KEEPALIVE_*) finds a
+# dead peer sooner where nothing between answers for it.
+IDLE_RENEW = timedelta(minutes=2)
+IDLE_DONE_TIMEOUT = timedelta(seconds=10)
 IDLE_HEALTHY = timedelta(seconds=30)  # an IDLE that lasted this long resets the drop count
 LOGOUT_TIMEOUT_S = 2.0  # how long a stopping inbox thread waits for LOGOUT's answer
 WAIT_SLICE_S = 0.5  # a wait without IDLE looks at the reload flag this often
@@ -443,7 +448,11 @@ class Daemon:
             self.sleep(seconds)
             return
         began = time.monotonic()
-        outcome, why = conn.idle(IDLE_RENEW.total_seconds(), self._waking())
+        outcome, why = conn.idle(
+            IDLE_RENEW.total_seconds(),
+            self._waking(),
+            done_timeout=IDLE_DONE_TIMEOUT.total_seconds(),
+        )
         if outcome != "lost":
             self._drops[inbox.name] = 0
             log.debug("inbox %s: IDLE ended: %s", inbox.name, outcome)

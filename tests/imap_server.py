@@ -15,15 +15,18 @@ Dovecot missing: the tests that need it skip with the reason, or fail under ``CI
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import itertools
 import os
 import pwd
 import re
+import select
 import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -310,6 +313,82 @@ class Dovecot:
     def kick(self, user: User) -> None:
         """Drop the user's connections (the client sees BYE); 68: nobody was connected."""
         self.doveadm("kick", user.name, ok=(0, 68))
+
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 in front of a server, for a fault the server cannot make:
+    ``blackhole()`` turns every connection open at that moment silent, as a dead NAT entry
+    or a cut link does: nothing is forwarded either way any more, and no FIN or RST comes
+    (the proxy still reads, so the client's writes succeed). Connections made afterwards
+    are forwarded as before. A thread per connection; ``close()`` ends them all."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.port = int(self.listener.getsockname()[1])
+        self.closed = threading.Event()
+        self._lock = threading.Lock()
+        self._silenced: set[int] = set()  # ids of connections made silent
+        self._open: dict[int, tuple[socket.socket, socket.socket]] = {}
+        self._ids = itertools.count(1)
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def blackhole(self) -> int:
+        """Silence every open connection; returns how many."""
+        with self._lock:
+            self._silenced.update(self._open)
+            return len(self._open)
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            n = next(self._ids)
+            with self._lock:
+                self._open[n] = (client, upstream)
+            thread = threading.Thread(target=self._pump, args=(n, client, upstream), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _pump(self, n: int, client: socket.socket, upstream: socket.socket) -> None:
+        other = {client: upstream, upstream: client}
+        watching = [client, upstream]
+        try:
+            while watching and not self.closed.is_set():
+                ready, _, _ = select.select(watching, [], [], 0.2)
+                for sock in ready:
+                    data = sock.recv(65536)
+                    if n not in self._silenced:
+                        if not data:
+                            return  # a FIN: both ends are closed
+                        other[sock].sendall(data)
+                    elif not data:  # a FIN goes nowhere either
+                        watching.remove(sock)
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                self._open.pop(n, None)
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.close()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.listener.close()
+        for thread in self._threads:
+            thread.join(5)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import socket
 import sqlite3
 import statistics
 import threading
@@ -18,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from imap_server import Dovecot, User
+from imap_server import Dovecot, TcpProxy, User
 from test_daemon import DaemonProcess, client_mail, inbox_status, task_ids, until
 from test_imap import demo_config, demo_messages, imap_inbox
 
 from maildaemon import daemon as daemon_module
 from maildaemon.config import load_config
 from maildaemon.daemon import Daemon
-from maildaemon.imap import ImapInbox
+from maildaemon.imap import KEEPALIVE_IDLE_S, ImapInbox
 
 IDLE_LINE = "waiting for mail in INBOX with IDLE"
 LOST_LINE = "connection lost while waiting for mail"
@@ -242,6 +243,51 @@ def test_idle_is_reissued_on_the_same_connection_and_still_sees_mail(
     assert not thread.is_alive()
     assert caplog.text.count(IDLE_LINE) == 1
     assert LOST_LINE not in caplog.text
+
+
+def test_a_connection_gone_silent_in_idle_is_dropped_and_mail_after_it_is_ingested(
+    dovecot, support, tmp_path, run_cli, monkeypatch, caplog
+):
+    """A link that goes silent (no FIN, no data: a dead NAT entry) while the daemon is in
+    IDLE, made by a proxy in front of Dovecot: found out at the next IDLE renewal, when DONE
+    goes unanswered, and the daemon reconnects (the proxy forwards new connections) and
+    ingests mail delivered afterwards, without a restart."""
+    caplog.set_level(logging.INFO, logger="maildaemon")
+    monkeypatch.setattr(daemon_module, "IDLE_RENEW", daemon_module.timedelta(seconds=2))
+    monkeypatch.setattr(daemon_module, "IDLE_DONE_TIMEOUT", daemon_module.timedelta(seconds=1))
+    proxy = TcpProxy(dovecot.port)
+    inbox = imap_inbox(dovecot, "support", support).replace(str(dovecot.port), str(proxy.port))
+    config = config_for(tmp_path, inbox)
+    d, thread = in_process(config)
+    try:
+        until(lambda: IDLE_LINE in caplog.text, what="IDLE")
+        time.sleep(0.3)
+        assert proxy.blackhole() == 1  # the daemon's one connection goes silent
+        began = time.monotonic()
+        until(lambda: LOST_LINE in caplog.text, timeout=10, what="the silent connection found")
+        assert time.monotonic() - began < 2 + 1 + 2  # a renewal, DONE's timeout, slack
+        assert "no answer in 1s" in caplog.text
+        until(lambda: caplog.text.count(IDLE_LINE) >= 2, what="IDLE on a new connection")
+        mid, raw = client_mail("After a silent link")
+        dovecot.append(support, [(raw, (), None)])
+        wait_task(run_cli, config, mid, timeout=5)
+    finally:
+        d.request_stop()
+        thread.join(15)
+        proxy.close()
+    assert not thread.is_alive()
+    assert "Traceback" not in caplog.text
+
+
+def test_imap_connections_have_tcp_keepalive(dovecot, support, tmp_path):
+    """The kernel probes an idle connection, so a dead peer ends a long IDLE with an error
+    instead of leaving it waiting (where nothing between answers for the peer)."""
+    config = load_config(config_for(tmp_path, imap_inbox(dovecot, "support", support)))
+    with ImapInbox(config.inboxes[0]) as imap:
+        sock = imap.connect().socket()
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_KEEPIDLE"):
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == KEEPALIVE_IDLE_S
 
 
 def test_a_server_without_idle_is_polled(dovecot, support, tmp_path, run_cli, monkeypatch, caplog):
