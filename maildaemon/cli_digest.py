@@ -17,7 +17,7 @@ import click
 from maildaemon import claims, digest, digest_render, outgoing, reports
 from maildaemon.cli import App, cli, emit_json, json_option, listing, pass_app, task_objects
 from maildaemon.config import Person
-from maildaemon.errors import UserError
+from maildaemon.errors import ConfigError, UserError
 
 
 def _wanted(app: App, to: str | None) -> list[tuple[Person, str, date]]:
@@ -89,6 +89,11 @@ def digest_cmd(
     wanted = _wanted(app, to)
     tasks = task_objects(app, reports.LIVE)
     if send:
+        if config.digest.delivery is None:
+            raise ConfigError(
+                f"{app.config_path}: [digest] has no delivery; add delivery = {{ outbox = "
+                '"outbox" }} or an smtp table to send digests'
+            )
         if not force:
             done = claims.claimed(store, "%", {d.isoformat() for _, _, d in wanted})
             wanted = [(p, k, d) for p, k, d in wanted if (k, p.name, d.isoformat()) not in done]

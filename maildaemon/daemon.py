@@ -535,6 +535,8 @@ class Daemon:
                 f"{underived} message(s) in no task (an interrupted sync)"
             )
         self.schedule_jobs()
+        if self.config.digest.delivery is None:
+            log.info("no [digest] delivery in the config: digests and alerts are off")
         self.run_job("retention", self.apply_retention)
         log.info(
             "started: %d inbox(es), database %s, polling every %ss",

@@ -389,7 +389,10 @@ def tick(
     retry_now: bool = False,
 ) -> tuple[int, int, list[Sent]]:
     """The daemon's job: claim the digests whose time has come, claim due alerts, then
-    deliver everything pending. Returns (digests claimed, alerts claimed, deliveries)."""
+    deliver everything pending. Returns (digests claimed, alerts claimed, deliveries).
+    Without a `[digest] delivery` nothing is claimed: digests and alerts are off."""
+    if config.digest.delivery is None:
+        return 0, 0, []
     digests = send_digests(store, config, now)
     alerts = check_alerts(store, config, now)
     return len(digests), alerts, flush(store, config, now, stop=stop, retry_now=retry_now)

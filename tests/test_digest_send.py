@@ -376,3 +376,17 @@ def test_a_failed_delivery_is_in_the_next_team_digest(demo, smtp_server, run_cli
     assert "FAILED DIGEST AND ALERT DELIVERIES (1)" in preview.stdout
     assert "personal to bob (2026-11-24)" in preview.stdout
     assert "connect failed" in preview.stdout
+
+
+def test_without_a_delivery_digests_preview_but_are_never_claimed(demo, run_cli):
+    text = demo.read_text().replace('delivery = { outbox = "../demo/outbox" }\n', "")
+    demo.write_text(text)
+    base = ("--config", demo, "--now", DEMO_NOW)
+    assert run_cli(*base, "digest").exit_code == 0  # a preview needs no delivery
+    sent = run_cli(*base, "digest", "--send")
+    assert sent.exit_code == 2 and "[digest] has no delivery" in sent.stderr
+    config = load_config(demo)
+    now = datetime.fromisoformat(DEMO_NOW.replace("Z", "+00:00"))
+    with Store(config.daemon.database) as store:
+        assert outgoing.tick(store, config, now, stop=lambda: False) == (0, 0, [])
+        assert claims.recent(store) == []
