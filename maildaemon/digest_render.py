@@ -238,9 +238,8 @@ def text(d: Digest, sent: datetime) -> str:
                 cells.append(f"{stage}={who}" + (f"[{c['open_tasks']}]" if c["open_tasks"] else ""))
             out.append(f"  {row['client']}: " + "  ".join(cells))
         out.append("")
-    out.append(
-        f"Sent by maildaemon on {sent:%Y-%m-%d %H:%M %Z}. `maildaemon show ID` explains any task."
-    )
+    out.append(f"Sent by maildaemon on {sent:%Y-%m-%d %H:%M %Z}. {footer(d)}")
+    out.append("`maildaemon show ID` explains any task.")
     return "\n".join(out) + "\n"
 
 
@@ -287,8 +286,15 @@ def html(d: Digest, sent: datetime) -> str:
             load=d.load,
             board=d.board,
             sent=f"{sent:%Y-%m-%d %H:%M %Z}",
+            footer=footer(d),
         )
     )
+
+
+def footer(d: Digest) -> str:
+    if d.kind == "personal":
+        return "Work on these in your mail client as always: a reply is what counts."
+    return "Every line shows the command that acts on it."
 
 
 # -- the message ------------------------------------------------------------------------------
