@@ -229,3 +229,61 @@ def test_eliding_base64_runs_gives_the_unelided_message(raw, text_cap):
     elided = parse(functools.partial(elide_base64, min_bytes=ELIDE_MIN))
     assert elided == parse(lambda data, start, keep: data[start:])
     assert "maildaemon elided" not in elided.text
+
+
+# -- the header-block shortcut of `message._parse` is the stdlib parse -------------------------
+
+_LINES = st.sampled_from(
+    [
+        "Subject: hello",
+        "From: a@example.com",
+        "From a@example.com Tue Nov 24 10:00:00 2026",
+        "Content-Type: text/plain; charset=utf-8",
+        "Content-Type: multipart/mixed; boundary=xx",
+        "Content-Type: message/rfc822",
+        "X-Odd:value",
+        "\tcontinued",
+        " folded",
+        "no colon here",
+        ": empty name",
+        "",
+        "--xx",
+        "body text \u00e9",
+        "From the body",
+    ]
+)
+_ENDS = st.sampled_from(["\n", "\r\n", "\r"])
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(st.tuples(_LINES, _ENDS), max_size=14), st.booleans())
+def test_the_header_shortcut_parses_as_the_stdlib_does(lines, last_end):
+    """`_parse` parses the header block alone when the body needs no MIME walk; whatever
+    the line endings, "From " lines and odd header lines, the result must be what
+    ``BytesParser(policy=compat32)`` gives: the same headers, payload, defects."""
+    from email.parser import BytesParser
+    from email.policy import compat32
+
+    from maildaemon.parsers.message import _parse
+
+    text = "".join(line + end for line, end in lines)
+    if not last_end and text:
+        text = text.rstrip("\r\n")
+    data = text.encode("utf-8")
+    expected = BytesParser(policy=compat32).parsebytes(data)
+    got = _parse(data, [])
+    assert got.items() == expected.items()
+    assert got.get_unixfrom() == expected.get_unixfrom()
+    assert [type(d) for d in got.defects] == [type(d) for d in expected.defects]
+    if not expected.is_multipart():
+        assert got.get_payload() == expected.get_payload()
+    else:
+        assert _flat(got) == _flat(expected)
+
+
+def _flat(msg: object) -> str:
+    """A message written out, or the error writing it gives (8-bit text in a multipart)."""
+    try:
+        return msg.as_string()  # type: ignore[attr-defined, no-any-return]
+    except Exception as e:
+        return repr(e)

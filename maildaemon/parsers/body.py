@@ -149,7 +149,8 @@ def describe_part(part: EmailMessage, defects: list[str]) -> tuple[str, str | No
     ctype = part.get_content_type()
     try:
         disposition = part.get_content_disposition()
-        filename = part.get_filename() or part.get_param("name")
+        named = part.get_filename()  # None: neither a filename nor a name parameter
+        filename = part.get_param("name") if named == "" else named
     except Exception:  # the stdlib parameter parser on hostile input
         defects.append("mime: unreadable content parameters")
         disposition = filename = None
@@ -278,6 +279,16 @@ class _Walk:
         part.set_payload("")
 
 
+class _TextParser(MailParser):  # type: ignore[misc]
+    """mail-parser without the last step of its ``parse``: building the ``mail`` and
+    ``mail_partial`` dicts, two passes over every header field and computed part (which
+    only read, and which nothing here uses: only ``text_plain``, ``text_html`` and
+    ``defects``). A quarter of mail-parser's time on list mail."""
+
+    def _make_mail(self, complete: bool = True) -> dict[str, object]:
+        return {}
+
+
 def _mime_only(message: EmailMessage) -> EmailMessage:
     """An empty message with the MIME header fields of ``message``, for mail-parser."""
     copy = EmailMessage(policy=compat32)
@@ -300,7 +311,7 @@ def extract_body(
         _no_elided(str(message.epilogue or ""))
         mime = _mime_only(message)
         walk.part(mime, 0, message)
-        parsed = MailParser(mime)
+        parsed = _TextParser(mime)
     except ElidedTextError:
         raise
     except Exception as e:  # mail-parser and the stdlib on hostile input; never raise

@@ -19,7 +19,7 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from email.message import Message as EmailMessage
-from email.parser import BytesHeaderParser, BytesParser
+from email.parser import BytesHeaderParser, Parser
 from email.policy import compat32
 from email.utils import getaddresses, parsedate_to_datetime
 
@@ -84,6 +84,13 @@ _ADDR_ITEM = re.compile(
 )
 _QUOTED_PAIR = re.compile(r"\\(.)")
 _TOKEN_END = re.compile(r"[\s;(]")
+# How the stdlib feedparser splits lines, and the lines it reads as the header block: each
+# starts as ``email.feedparser.headerRE`` says (a field, a continuation or "From ").
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_HEADER_START = r"From |[\041-\071\073-\176]*+:|[\t ]"
+_HEADER_LINE = re.compile(_HEADER_START)
+_NOT_HEADER_LINE = re.compile(rf"\n(?!{_HEADER_START})")  # for text whose lines end with LF
+_HEADER_LINES = re.compile(rf"(?:(?:{_HEADER_START})[^\r\n]*+(?:\r\n|\r|\n))*+")
 
 
 def _is_envelope(raw: bytes, pos: int) -> bool:
@@ -229,10 +236,44 @@ def _finish_defects(defects: list[str]) -> tuple[str, ...]:
     return tuple(unique)
 
 
+def _header_end(text: str) -> tuple[int, int] | None:
+    """Where the stdlib parser ends the header block of ``text``: the end of the line that
+    ends it (a blank line, or the first line that is not a header field, which is then
+    the first line of the body) and where the body starts. None when no such line ends
+    (the header block runs to the end), or when a line after the first starts with
+    ``From `` (the parser puts such a line back into the body when it is the last)."""
+    pos = 0  # the start of the first line that is not a header line
+    if _HEADER_LINE.match(text) is not None:
+        after = _NOT_HEADER_LINE.search(text)
+        if after is None:
+            return None
+        pos = after.end()
+        if text.find("\r", 0, pos) >= 0:  # lines may end with CR too: split them all three ways
+            block = _HEADER_LINES.match(text)
+            pos = block.end() if block else 0
+    end = _LINE_END.search(text, pos)
+    if end is None or text.find("\nFrom ", 0, pos) >= 0 or text.find("\rFrom ", 0, pos) >= 0:
+        return None  # a "From " line after the first may be given back to the body
+    return end.end(), (end.end() if end.start() == pos else pos)
+
+
 def _parse(data: bytes, defects: list[str]) -> EmailMessage:
-    """The stdlib parse; a structure nested too deep for it gives the headers alone."""
+    """The stdlib parse (``BytesParser(policy=compat32).parsebytes``); a structure nested
+    too deep for it gives the headers alone.
+
+    The stdlib parser reads the body line by line, and for a message that is not multipart
+    (or message/*) it only joins those lines into the payload: then the header block is
+    parsed alone (up to the line that ends it, so the same defects are found) and the rest
+    of the text is set as the payload, as the parser would have set it."""
+    text = data.decode("ascii", "surrogateescape")  # as BytesParser.parsebytes does
     try:
-        return BytesParser(policy=compat32).parsebytes(data)
+        split = _header_end(text)
+        if split is not None and split[0] < len(text):
+            head = Parser(policy=compat32).parsestr(text[: split[0]])
+            if head.get_content_maintype() not in ("multipart", "message"):
+                head.set_payload(text[split[1] :])
+                return head
+        return Parser(policy=compat32).parsestr(text)
     except RecursionError:
         defects.append("mime: nested too deep to parse, body not read")
         headers = BytesHeaderParser(policy=compat32).parsebytes(data)

@@ -12,7 +12,9 @@ Its cost grows with the length of the input and with each language, so:
   most of the body (an interleaved reply keeps its answers, in order);
 - only the first ``REPLY_PREFIX_CHARS`` characters of what is left are read;
 - the library's own three regexes are handed back to it wrapped (the ``_header_regex``,
-  ``_disclaimers_regex`` and ``_signature_regex`` fields of ``EmailMessage``), see below.
+  ``_disclaimers_regex`` and ``_signature_regex`` fields of ``EmailMessage``), see below;
+- its text normalization skips its last step, a regex for the Outlook separator tried at
+  every character, when the text has no run of 32 ``_`` or ``-`` for it to find.
 
 The wrapping (the "shim") is an optimization only: it changes where the regex engine looks,
 never what the regexes are or what the parser does with their matches. Every match of
@@ -171,6 +173,27 @@ class _FastSignature(_Wrapped):
         return None
 
 
+class _ShimMessage(EmailMessage):  # type: ignore[misc]
+    """``EmailMessage`` whose ``_normalize_text`` (line ends, blanks around each line, then
+    ``re.sub`` of ``([^\\n])`` + ``OUTLOOK_MAIL_SEPARATOR``) leaves out that last
+    substitution when it cannot match: the separator is 32 or more ``_`` and ``-`` in a
+    row, which the first two steps neither make nor break, and without one in the text
+    the substitution changes nothing (it still costs a regex attempt at every character)."""
+
+    text: str  # the library's field (an annotation only: no new dataclass field)
+
+    def _normalize_text(self) -> None:
+        text = self.text
+        if text.count("_") + text.count("-") >= 32 and _SEPARATOR_RUN.search(text) is not None:
+            super()._normalize_text()
+            return
+        text = text.replace("\r\n", "\n")
+        self.text = "\n".join([line.strip() for line in text.split("\n")])
+
+
+# OUTLOOK_MAIL_SEPARATOR's [_-]{32,}, spelled so that the engine skips to the first [_-]
+_SEPARATOR_RUN = re.compile(r"[_-][_-]{31}")
+
 # Texts the shim must read as the plain library does, or it is not used (import check).
 _SELF_CHECK = (
     "Thanks, looks good.\n\nOn Mon, 2 Nov 2026 at 10:00, A <a@x> wrote:\n> hi\n",
@@ -186,12 +209,15 @@ _SELF_CHECK = (
     "Ok.\n\n-----Original Message-----\nFrom: a\nSent: b\n",
     "Steps:\n- restart\n- clear the cache\n\nSent from my iPhone",
     "CAUTION: external mail. Be careful with this mail.\nReal text.",
+    "  Hi \r\n\r\n Bob  \n \t\nThanks\r\n\n   __________-_____________-____________\nold",
 )
 
 
 def _read(text: str, regexes: dict[str, Any]) -> str:
-    """The library's reply body of ``text``; ``regexes`` are its private regex fields."""
-    message = EmailMessage(
+    """The library's reply body of ``text``; ``regexes`` are its private regex fields
+    (when given, the shim's, read by ``_ShimMessage``; else the plain library)."""
+    cls = _ShimMessage if regexes else EmailMessage
+    message = cls(
         text=text, languages=list(REPLY_LANGUAGES), keep_hyphen_lists=True, **regexes
     ).read()
     body = message.replies[0].body if message.replies else ""
