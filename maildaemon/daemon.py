@@ -310,6 +310,8 @@ class Daemon:
             )
         with self._derive_lock:
             self.config = new
+        self.scheduler.clear()  # the jobs' intervals follow the config (`digest.retry`)
+        self.schedule_jobs()
         added = {i.name for i in new.inboxes} - {i.name for i in old.inboxes}
         removed = {i.name for i in old.inboxes} - {i.name for i in new.inboxes}
         log.info(

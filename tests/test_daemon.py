@@ -532,3 +532,18 @@ def test_the_cli_reads_and_writes_while_the_daemon_ingests_without_database_lock
     )
     assert daemon.stop() == 0
     assert "locked" not in daemon.log()
+
+
+def test_a_reload_reschedules_the_outgoing_job_by_digest_retry(examples):
+    config = examples / "demo.toml"
+    daemon = daemon_for(config)
+    try:
+        daemon.schedule_jobs()
+        intervals = sorted(job.interval for job in daemon.scheduler.jobs)
+        assert intervals == [30, 86400]  # outgoing mail every 30 s, retention daily
+        text = config.read_text().replace("send_empty = false", 'send_empty = false\nretry = "5s"')
+        config.write_text(text)
+        assert daemon.reload_config()
+        assert sorted(job.interval for job in daemon.scheduler.jobs) == [5, 86400]
+    finally:
+        daemon.close_store()
