@@ -26,7 +26,6 @@ info suffix), writes nothing and returns the existing file.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import re
@@ -39,6 +38,7 @@ from pathlib import Path
 from maildaemon.config import Delivery, SmtpSettings
 from maildaemon.errors import AuthError, DeliveryError
 from maildaemon.secrets import command_secret, env_secret
+from maildaemon.tls import client_context, is_loopback
 
 __all__ = ["TIMEOUT_S", "DeliveryError", "deliver"]
 
@@ -66,27 +66,11 @@ def deliver(
 # -- SMTP -------------------------------------------------------------------------------------
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _ssl_context(s: SmtpSettings, where: str) -> ssl.SSLContext:
-    if not s.verify:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if s.ca_file is not None:
-        try:
-            return ssl.create_default_context(cafile=str(s.ca_file))
-        except (OSError, ssl.SSLError) as e:
-            raise DeliveryError(f"{where}: ca_file {s.ca_file} unreadable: {e}") from None
-    return ssl.create_default_context()
+    try:
+        return client_context(s.ca_file, s.verify)
+    except (OSError, ssl.SSLError) as e:
+        raise DeliveryError(f"{where}: ca_file {s.ca_file} unreadable: {e}") from None
 
 
 def _secret(s: SmtpSettings, where: str) -> str:
@@ -114,7 +98,7 @@ def _send_smtp(s: SmtpSettings, raw: bytes, envelope_from: str, recipients: Sequ
         raise DeliveryError(f"{where}: no recipients")
     secret = _secret(s, where) if s.username else None  # before the network
     context = None if s.security == "plain" else _ssl_context(s, where)
-    if s.security == "plain" and not _is_loopback(s.host):
+    if s.security == "plain" and not is_loopback(s.host):
         log.warning(
             'digest delivery: security = "plain" to %s:%s: mail%s crosses the network unencrypted',
             s.host,

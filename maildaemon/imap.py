@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import imaplib
-import ipaddress
 import logging
 import socket
 import ssl
@@ -50,6 +49,7 @@ from maildaemon.imap_wire import Wire
 from maildaemon.ingest import Progress, SyncResult
 from maildaemon.secrets import command_secret, env_secret
 from maildaemon.store import Store
+from maildaemon.tls import client_context, is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +64,6 @@ KEEPALIVE_IDLE_S = 60
 KEEPALIVE_INTERVAL_S = 15
 KEEPALIVE_COUNT = 4
 EARLY_EMPTY_LIMIT = 2  # idle_check() back empty this often in a row, early: the socket is closed
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # -- one inbox ------------------------------------------------------------------------------
@@ -129,19 +120,10 @@ class ImapInbox:
 
     def ssl_context(self) -> ssl.SSLContext:
         s = self.settings
-        if not s.verify:
-            context = ssl.create_default_context()
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-            return context
-        if s.ca_file is not None:
-            try:
-                return ssl.create_default_context(cafile=str(s.ca_file))
-            except (OSError, ssl.SSLError) as e:
-                raise ImapError(
-                    f"inbox '{self.name}': ca_file {s.ca_file} unreadable: {e}"
-                ) from None
-        return ssl.create_default_context()
+        try:
+            return client_context(s.ca_file, s.verify)
+        except (OSError, ssl.SSLError) as e:
+            raise ImapError(f"inbox '{self.name}': ca_file {s.ca_file} unreadable: {e}") from None
 
     def connect(self) -> IMAPClient:
         """Open, secure and log in; ``CONDSTORE`` enabled when the server has it."""
