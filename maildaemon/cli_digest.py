@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from maildaemon import claims, digest, digest_render, outgoing, reports
+from maildaemon import digest, digest_render, outgoing, reports
 from maildaemon.cli import App, cli, emit_json, json_option, listing, pass_app, task_objects
 from maildaemon.config import Person
 from maildaemon.errors import ConfigError, UserError
@@ -95,8 +95,7 @@ def digest_cmd(
                 '"outbox" }} or an smtp table to send digests'
             )
         if not force:
-            done = claims.claimed(store, "%", {d.isoformat() for _, _, d in wanted})
-            wanted = [(p, k, d) for p, k, d in wanted if (k, p.name, d.isoformat()) not in done]
+            wanted = outgoing.unclaimed(store, wanted)
             wanted = [w for w in wanted if digest.available(w[0], w[2])]
         claimed = outgoing.send_digests(store, config, now, wanted=wanted, tasks=tasks, force=force)
         results = outgoing.flush(store, config, now, retry_now=True)

@@ -86,11 +86,10 @@ def read_inputs(
         # One decode of one array: a third faster than a json.loads per task.
         tasks = json.loads("[" + ",".join(text for _, text in rows) + "]")
         del rows
-    report = store.status_report()
     return digest.Inputs(
         tasks=tasks,
         running=claims.earliest_running(store),
-        inboxes=report["sources"],
+        inboxes=store.source_rows(),
         failed=claims.failures(store, now - FAILURES_SHOWN),
     )
 
@@ -103,6 +102,13 @@ def due_digests(store: Store, config: Config, now: datetime) -> list[tuple[Perso
         if day is None:
             continue
         wanted += [(p, kind, day) for kind in digest.kinds_for(config, p, day)]
+    return unclaimed(store, wanted)
+
+
+def unclaimed(
+    store: Store, wanted: list[tuple[Person, str, date]]
+) -> list[tuple[Person, str, date]]:
+    """Those of ``wanted`` (person, kind, local day) that nobody claimed yet."""
     if not wanted:
         return []
     done = claims.claimed(store, "%", {d.isoformat() for _, _, d in wanted})

@@ -621,6 +621,10 @@ class Store:
             out.setdefault(task_id, []).append(mid)
         return out
 
+    def source_rows(self) -> list[dict[str, Any]]:
+        """Every source's sync state (last sync, last error), by inbox."""
+        return [dict(r) for r in self.query("SELECT * FROM sources ORDER BY inbox, source")]
+
     def status_report(self) -> dict[str, Any]:
         """Counts, per-source sync state and the newest quarantined mail, for `status`."""
 
@@ -640,9 +644,7 @@ class Store:
             "threads": count("SELECT COUNT(*) FROM tasks"),
             "tasks": count("SELECT COUNT(*) FROM tasks WHERE is_task = 1"),
             "quarantined": count("SELECT COUNT(*) FROM quarantine"),
-            "sources": [
-                dict(r) for r in self.query("SELECT * FROM sources ORDER BY inbox, source")
-            ],
+            "sources": self.source_rows(),
             "messages_per_inbox": per_inbox,
             "quarantine": [
                 dict(r)
